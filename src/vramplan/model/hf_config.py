@@ -1,0 +1,374 @@
+"""config.json (a dict) -> ModelSpec.
+
+Each architecture's defaults follow the transformers configuration class of the same
+``model_type`` (``transformers/models/<type>/configuration_<type>.py``); where a config omits a
+key, the class default is used and the spec's ``notes`` say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vramplan.errors import ConfigError
+from vramplan.model.spec import (
+    AttentionSpec,
+    AttnKind,
+    LayerSpec,
+    LinearAttnSpec,
+    MlpSpec,
+    ModelSpec,
+    VisionSpec,
+)
+
+# model_type -> inventory family (tensor naming and per-layer structure)
+FAMILIES: dict[str, str] = {
+    "llama": "llama",
+    "mistral": "llama",
+    "qwen2": "llama",
+    "qwen3": "llama",
+    "gemma2": "llama",
+    "gemma": "llama",
+    "phi3": "phi3",
+    "qwen2_moe": "qwen_moe",
+    "qwen3_moe": "qwen_moe",
+    "mixtral": "mixtral",
+    "deepseek_v2": "deepseek",
+    "deepseek_v3": "deepseek",
+    "kimi_k2": "deepseek",
+    "glm4_moe": "glm4_moe",
+    "gpt_oss": "gpt_oss",
+    "llama4": "llama4",
+    "llama4_text": "llama4",
+    "qwen3_next": "qwen3_next",
+}
+
+# tie_word_embeddings default of each transformers config class when the key is absent.
+# SOURCE: transformers/models/<type>/configuration_<type>.py (__init__ defaults), v4.57.
+TIE_DEFAULTS: dict[str, bool] = {
+    "gemma": True,
+    "gemma2": True,
+    "qwen3": False,
+    "qwen2": False,
+    "llama": False,
+    "mistral": False,
+    "phi3": False,
+    "mixtral": False,
+    "qwen2_moe": False,
+    "qwen3_moe": False,
+    "deepseek_v2": False,
+    "deepseek_v3": False,
+    "kimi_k2": False,
+    "glm4_moe": False,
+    "gpt_oss": False,
+    "llama4_text": False,
+    "qwen3_next": False,
+}
+
+# Max sane values: beyond these a config is almost surely broken.
+_MAX_DIM = 1 << 20
+_MAX_LAYERS = 10_000
+
+
+def _int(cfg: Mapping[str, Any], key: str, default: int | None = None, *, allow_zero: bool = False,
+         field_prefix: str = "") -> int:
+    """Read a positive integer field, or raise a one-line ConfigError naming it."""
+    val = cfg.get(key, default)
+    name = f"config.json {field_prefix}{key}"
+    if val is None:
+        raise ConfigError(name, "is missing", "add it to config.json (see the model card)")
+    if isinstance(val, bool) or not isinstance(val, int | float) or int(val) != val:
+        raise ConfigError(name, f"must be an integer, got {val!r}", "fix the value in config.json")
+    ival = int(val)
+    if ival < 0 or (ival == 0 and not allow_zero):
+        raise ConfigError(name, f"must be positive, got {ival}", "fix the value in config.json")
+    if ival > _MAX_DIM and key not in ("max_position_embeddings", "vocab_size"):
+        raise ConfigError(name, f"is implausibly large ({ival})", "fix the value in config.json")
+    return ival
+
+
+def _opt_int(cfg: Mapping[str, Any], key: str) -> int | None:
+    val = cfg.get(key)
+    if val is None:
+        return None
+    return _int(cfg, key)
+
+
+def _dtype(cfg: Mapping[str, Any]) -> str:
+    raw = cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"
+    raw = str(raw).replace("torch.", "")
+    if raw in ("float16", "bfloat16", "float32"):
+        return raw
+    return "bfloat16"
+
+
+def _text_config(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    tc = cfg.get("text_config")
+    if isinstance(tc, Mapping):
+        merged = dict(tc)
+        for key in ("torch_dtype", "dtype", "quantization_config", "tie_word_embeddings"):
+            if key in cfg and key not in merged:
+                merged[key] = cfg[key]
+        return merged
+    return cfg
+
+
+def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
+                     extra_quant: Mapping[str, Any] | None = None) -> ModelSpec:
+    """Normalize a parsed config.json into a ModelSpec, or raise ConfigError naming the field."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError("config.json", "is not a JSON object", "pass the model's config.json")
+    top_type = str(cfg.get("model_type", ""))
+    text = _text_config(cfg)
+    model_type = str(text.get("model_type", top_type)) or top_type
+    if top_type == "llama4":
+        model_type = "llama4_text"
+    archs = cfg.get("architectures") or ["?"]
+    arch = str(archs[0]) if isinstance(archs, list) and archs else "?"
+    notes: list[str] = []
+    family = FAMILIES.get(model_type)
+    if family is None:
+        if not model_type:
+            raise ConfigError("config.json model_type", "is missing",
+                              "add model_type (e.g. \"llama\") to config.json")
+        family = "llama"
+        notes.append(f"unknown model_type {model_type!r}: read as a generic Llama-style decoder "
+                     "(q/k/v/o attention, gated MLP); check the numbers")
+
+    hidden = _int(text, "hidden_size")
+    n_layers = _int(text, "num_hidden_layers")
+    if n_layers > _MAX_LAYERS:
+        raise ConfigError("config.json num_hidden_layers", f"is implausibly large ({n_layers})",
+                          "fix the value in config.json")
+    heads = _int(text, "num_attention_heads")
+    kv_heads = _int(text, "num_key_value_heads", heads)
+    vocab = _int(text, "vocab_size")
+    if "head_dim" in text and text["head_dim"] is not None:
+        head_dim = _int(text, "head_dim")
+    else:
+        if hidden % heads:
+            raise ConfigError("config.json head_dim",
+                              f"is missing and hidden_size {hidden} is not divisible by "
+                              f"num_attention_heads {heads}", "add head_dim to config.json")
+        head_dim = hidden // heads
+    if heads % kv_heads:
+        raise ConfigError("config.json num_key_value_heads",
+                          f"{kv_heads} does not divide num_attention_heads {heads}",
+                          "fix num_key_value_heads in config.json")
+    max_pos = _int(text, "max_position_embeddings", 4096)
+    if "max_position_embeddings" not in text:
+        notes.append("max_position_embeddings missing: assumed 4096")
+    tie_raw = text.get("tie_word_embeddings")
+    if tie_raw is None:
+        tie = TIE_DEFAULTS.get(model_type, False)
+        notes.append(f"tie_word_embeddings absent: {model_type} default is {tie}")
+    else:
+        tie = bool(tie_raw)
+
+    quant = cfg.get("quantization_config") or text.get("quantization_config")
+    if extra_quant is not None:
+        quant = dict(extra_quant)
+    quant_dict = dict(quant) if isinstance(quant, Mapping) else None
+
+    layer_kinds = _attention_kinds(text, model_type, n_layers, max_pos)
+    window = _opt_int(text, "sliding_window")
+    chunk = _opt_int(text, "attention_chunk_size")
+
+    layers: list[LayerSpec] = []
+    for i in range(n_layers):
+        kind = layer_kinds[i]
+        attn = _attention(text, family, kind, heads, kv_heads, head_dim, window, chunk)
+        mlp = _mlp(text, family, model_type, i, n_layers)
+        layers.append(LayerSpec(index=i, attention=attn, mlp=mlp))
+
+    mtp = int(text.get("num_nextn_predict_layers") or 0)
+    if model_type == "qwen3_next":
+        mtp = 1  # Qwen3-Next checkpoints ship one mtp.* block (not in config.json)
+    vision = _vision(cfg) if top_type == "llama4" else None
+
+    spec = ModelSpec(
+        model_id=model_id,
+        model_type=model_type,
+        family=family,
+        architecture=arch,
+        hidden_size=hidden,
+        vocab_size=vocab,
+        layers=tuple(layers),
+        tie_word_embeddings=tie,
+        max_position_embeddings=max_pos,
+        torch_dtype=_dtype(text if ("torch_dtype" in text or "dtype" in text) else cfg),
+        attention_bias=bool(text.get("attention_bias", model_type == "qwen2")
+                            or model_type in ("qwen2", "qwen2_moe")),
+        attention_out_bias=model_type == "gpt_oss",
+        qk_norm=model_type in ("qwen3", "qwen3_moe", "qwen3_next")
+        or (model_type == "glm4_moe" and bool(text.get("use_qk_norm", False))),
+        mlp_bias=bool(text.get("mlp_bias", False)),
+        norms_per_layer=4 if model_type in ("gemma2",) else 2,
+        attention_sinks=model_type == "gpt_oss",
+        mtp_layers=mtp,
+        vision=vision,
+        prefix="language_model.model" if top_type == "llama4" else "model",
+        lm_head_name="language_model.lm_head" if top_type == "llama4" else "lm_head",
+        quantization_config=quant_dict,
+        notes=tuple(notes),
+    )
+    return spec
+
+
+def _attention_kinds(text: Mapping[str, Any], model_type: str, n_layers: int,
+                     max_pos: int) -> list[AttnKind]:
+    """Per-layer attention kind from layer_types / model-specific patterns."""
+    if "kv_lora_rank" in text and text.get("kv_lora_rank"):
+        return ["mla"] * n_layers
+    lt = text.get("layer_types")
+    mapping: dict[str, AttnKind] = {
+        "full_attention": "full",
+        "sliding_attention": "sliding",
+        "linear_attention": "linear",
+        "chunked_attention": "chunked",
+    }
+    if isinstance(lt, list) and lt:
+        if len(lt) != n_layers:
+            raise ConfigError("config.json layer_types",
+                              f"has {len(lt)} entries for {n_layers} layers",
+                              "make layer_types as long as num_hidden_layers")
+        out: list[AttnKind] = []
+        for t in lt:
+            if t not in mapping:
+                raise ConfigError("config.json layer_types", f"unknown layer type {t!r}",
+                                  "use full_attention, sliding_attention or linear_attention")
+            out.append(mapping[str(t)])
+        return out
+    if model_type == "qwen3_next":
+        interval = _int(text, "full_attention_interval", 4)
+        return ["full" if (i + 1) % interval == 0 else "linear" for i in range(n_layers)]
+    if model_type == "gemma2":
+        # transformers Gemma2DecoderLayer: is_sliding = not bool(layer_idx % 2)
+        return ["sliding" if i % 2 == 0 else "full" for i in range(n_layers)]
+    if model_type == "llama4_text":
+        # transformers Llama4TextConfig: no_rope_layers default [int((i+1) % 4 != 0)];
+        # RoPE layers use chunked attention (attention_chunk_size), NoPE layers attend fully.
+        nope = text.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n_layers)]
+        chunked = text.get("attention_chunk_size")
+        return ["chunked" if (nope[i] and chunked) else "full" for i in range(n_layers)]
+    window = text.get("sliding_window")
+    use_sw = text.get("use_sliding_window", True)
+    if window and use_sw and int(window) < max_pos and model_type in ("mistral", "mixtral",
+                                                                        "qwen2", "generic"):
+        if model_type == "qwen2":
+            mwl = int(text.get("max_window_layers", n_layers))
+            return ["sliding" if i >= mwl else "full" for i in range(n_layers)]
+        return ["sliding"] * n_layers
+    return ["full"] * n_layers
+
+
+def _attention(text: Mapping[str, Any], family: str, kind: AttnKind, heads: int, kv_heads: int,
+               head_dim: int, window: int | None, chunk: int | None) -> AttentionSpec:
+    if kind == "mla":
+        nope = _int(text, "qk_nope_head_dim")
+        rope = _int(text, "qk_rope_head_dim")
+        v_dim = _int(text, "v_head_dim")
+        return AttentionSpec(kind="mla", num_heads=heads, num_kv_heads=heads,
+                             head_dim=nope + rope, v_head_dim=v_dim,
+                             q_lora_rank=_opt_int(text, "q_lora_rank"),
+                             kv_lora_rank=_int(text, "kv_lora_rank"),
+                             qk_rope_head_dim=rope, qk_nope_head_dim=nope)
+    if kind == "linear":
+        lin = LinearAttnSpec(
+            num_key_heads=_int(text, "linear_num_key_heads"),
+            num_value_heads=_int(text, "linear_num_value_heads"),
+            key_head_dim=_int(text, "linear_key_head_dim"),
+            value_head_dim=_int(text, "linear_value_head_dim"),
+            conv_kernel=_int(text, "linear_conv_kernel_dim"),
+        )
+        return AttentionSpec(kind="linear", num_heads=heads, num_kv_heads=kv_heads,
+                             head_dim=head_dim, v_head_dim=head_dim, linear=lin)
+    win = window if kind == "sliding" else chunk if kind == "chunked" else None
+    if kind in ("sliding", "chunked") and not win:
+        raise ConfigError("config.json sliding_window", "is missing for a sliding-window layer",
+                          "add sliding_window to config.json")
+    return AttentionSpec(kind=kind, num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
+                         v_head_dim=head_dim, window_tokens=win)
+
+
+def _is_moe_layer(text: Mapping[str, Any], family: str, i: int, n_layers: int) -> bool:
+    if family == "deepseek" or family == "glm4_moe":
+        n_exp = int(text.get("n_routed_experts") or 0)
+        first = int(text.get("first_k_dense_replace") or 0)
+        freq = int(text.get("moe_layer_freq") or 1)
+        return n_exp > 0 and i >= first and i % freq == 0
+    if family in ("qwen_moe", "qwen3_next"):
+        if not text.get("num_experts"):
+            return False
+        step = int(text.get("decoder_sparse_step") or 1)
+        only = text.get("mlp_only_layers") or []
+        return i not in only and (i + 1) % step == 0
+    if family == "llama4":
+        step = int(text.get("interleave_moe_layer_step") or 1)
+        return (i + 1) % step == 0 if step > 0 else False
+    if family in ("mixtral", "gpt_oss"):
+        return True
+    return False
+
+
+def _mlp(text: Mapping[str, Any], family: str, model_type: str, i: int, n_layers: int) -> MlpSpec:
+    if not _is_moe_layer(text, family, i, n_layers):
+        key = "intermediate_size_mlp" if family == "llama4" else "intermediate_size"
+        return MlpSpec(kind="dense", intermediate_size=_int(text, key))
+    n_exp = int(text.get("num_experts") or text.get("n_routed_experts")
+                or text.get("num_local_experts") or 0)
+    if n_exp <= 0:
+        raise ConfigError("config.json num_experts", "is missing for a mixture-of-experts model",
+                          "add num_experts / n_routed_experts to config.json")
+    top_k = _int(text, "num_experts_per_tok", text.get("experts_per_token"))
+    if top_k > n_exp:
+        raise ConfigError("config.json num_experts_per_tok",
+                          f"{top_k} is more than the {n_exp} experts", "fix it in config.json")
+    if family in ("mixtral", "gpt_oss", "llama4"):
+        e_inter = _int(text, "intermediate_size")
+    else:
+        e_inter = _int(text, "moe_intermediate_size")
+    shared = 0
+    shared_gate = False
+    if family in ("deepseek", "glm4_moe"):
+        shared = int(text.get("n_shared_experts") or 0) * e_inter
+    elif family in ("qwen_moe", "qwen3_next"):
+        shared = int(text.get("shared_expert_intermediate_size") or 0)
+        shared_gate = shared > 0
+    elif family == "llama4":
+        shared = _int(text, "intermediate_size")
+    return MlpSpec(
+        kind="moe",
+        intermediate_size=int(text.get("intermediate_size") or 0),
+        num_experts=n_exp,
+        top_k=top_k,
+        expert_intermediate_size=e_inter,
+        shared_intermediate_size=shared,
+        shared_expert_gate=shared_gate,
+        router_bias=family == "gpt_oss",
+        expert_bias=family == "gpt_oss",
+        score_correction_bias=(family == "deepseek" and text.get("topk_method") == "noaux_tc")
+        or family == "glm4_moe",
+    )
+
+
+def _vision(cfg: Mapping[str, Any]) -> VisionSpec | None:
+    vc = cfg.get("vision_config")
+    if not isinstance(vc, Mapping):
+        return None
+    text = _text_config(cfg)
+    p = "vision_config."
+    return VisionSpec(
+        model_type=str(vc.get("model_type", "vision")),
+        hidden_size=_int(vc, "hidden_size", field_prefix=p),
+        intermediate_size=_int(vc, "intermediate_size", field_prefix=p),
+        num_layers=_int(vc, "num_hidden_layers", field_prefix=p),
+        num_heads=_int(vc, "num_attention_heads", field_prefix=p),
+        patch_size=_int(vc, "patch_size", field_prefix=p),
+        image_size=_int(vc, "image_size", field_prefix=p),
+        num_channels=_int(vc, "num_channels", 3, field_prefix=p),
+        projector_input_dim=_int(vc, "projector_input_dim", field_prefix=p),
+        projector_output_dim=_int(vc, "projector_output_dim", field_prefix=p),
+        vision_output_dim=_int(vc, "vision_output_dim", field_prefix=p),
+        text_hidden_size=_int(text, "hidden_size"),
+    )

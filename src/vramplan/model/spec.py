@@ -1,0 +1,125 @@
+"""ModelSpec: one normalized description of a decoder-only LLM, whatever its config.json says.
+
+Every field names the Hugging Face key it comes from and, where one exists, the llama.cpp name.
+The spec is the first stage of the pipeline; the tensor inventory (``vramplan.inventory``) is built
+from it and nothing downstream reads config.json again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+AttnKind = Literal["full", "sliding", "chunked", "mla", "linear"]
+MlpKind = Literal["dense", "moe"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinearAttnSpec:
+    """Gated DeltaNet linear attention (Qwen3-Next ``linear_attn``): constant-size state per sequence."""
+
+    num_key_heads: int  # HF linear_num_key_heads
+    num_value_heads: int  # HF linear_num_value_heads
+    key_head_dim: int  # HF linear_key_head_dim
+    value_head_dim: int  # HF linear_value_head_dim
+    conv_kernel: int  # HF linear_conv_kernel_dim; llama.cpp ssm_d_conv
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionSpec:
+    """One layer's token mixer."""
+
+    kind: AttnKind
+    num_heads: int  # HF num_attention_heads; llama.cpp n_head
+    num_kv_heads: int  # HF num_key_value_heads; llama.cpp n_head_kv (1 for MLA latent)
+    head_dim: int  # HF head_dim (Q and K width per head); llama.cpp n_embd_head_k
+    v_head_dim: int  # HF v_head_dim or head_dim; llama.cpp n_embd_head_v
+    window_tokens: int | None = None  # HF sliding_window / attention_chunk_size; llama.cpp n_swa
+    # MLA (DeepSeek V2/V3, Kimi K2)
+    q_lora_rank: int | None = None  # HF q_lora_rank (None: plain q_proj)
+    kv_lora_rank: int = 0  # HF kv_lora_rank; llama.cpp n_lora_kv
+    qk_rope_head_dim: int = 0  # HF qk_rope_head_dim; llama.cpp n_rot
+    qk_nope_head_dim: int = 0  # HF qk_nope_head_dim
+    linear: LinearAttnSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MlpSpec:
+    """One layer's feed-forward block."""
+
+    kind: MlpKind
+    intermediate_size: int  # dense: HF intermediate_size; llama.cpp n_ff
+    num_experts: int = 0  # HF num_experts / n_routed_experts / num_local_experts; llama.cpp n_expert
+    top_k: int = 0  # HF num_experts_per_tok; llama.cpp n_expert_used
+    expert_intermediate_size: int = 0  # HF moe_intermediate_size; llama.cpp n_ff_exp
+    shared_intermediate_size: int = 0  # total width of the shared expert MLP (0: none)
+    shared_expert_gate: bool = False  # Qwen2/3-MoE/Next sigmoid gate on the shared expert
+    router_bias: bool = False  # gpt-oss router has a bias
+    expert_bias: bool = False  # gpt-oss experts have biases
+    score_correction_bias: bool = False  # DeepSeek-V3 noaux_tc e_score_correction_bias (buffer)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSpec:
+    index: int
+    attention: AttentionSpec
+    mlp: MlpSpec
+
+
+@dataclass(frozen=True, slots=True)
+class VisionSpec:
+    """A vision tower kept beside the text model (Llama 4); counted, never quantized by default."""
+
+    model_type: str
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    patch_size: int
+    image_size: int
+    num_channels: int
+    projector_input_dim: int
+    projector_output_dim: int
+    vision_output_dim: int
+    text_hidden_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Normalized decoder-only model. ``family`` selects the tensor naming of the inventory."""
+
+    model_id: str
+    model_type: str  # HF model_type (the text model's, for multimodal configs)
+    family: str  # inventory layout: llama, qwen3, qwen3_moe, deepseek, gpt_oss, glm4_moe, ...
+    architecture: str  # HF architectures[0]
+    hidden_size: int  # HF hidden_size; llama.cpp n_embd
+    vocab_size: int  # HF vocab_size; llama.cpp n_vocab
+    layers: tuple[LayerSpec, ...]  # main decoder layers (MTP excluded); llama.cpp n_layer
+    tie_word_embeddings: bool  # HF tie_word_embeddings (architecture default when absent)
+    max_position_embeddings: int  # HF max_position_embeddings; llama.cpp n_ctx_train
+    torch_dtype: str  # HF torch_dtype / dtype: "bfloat16", "float16", "float32"
+    attention_bias: bool = False  # q/k/v projections have biases (Qwen2, GLM, gpt-oss)
+    attention_out_bias: bool = False  # o_proj has a bias (gpt-oss)
+    qk_norm: bool = False  # per-head RMSNorm weights on q and k (Qwen3, GLM use_qk_norm)
+    mlp_bias: bool = False
+    norms_per_layer: int = 2  # Gemma-2 has 4
+    attention_sinks: bool = False  # gpt-oss per-head sinks
+    mtp_layers: int = 0  # HF num_nextn_predict_layers (reported separately, not loaded for inference)
+    vision: VisionSpec | None = None
+    prefix: str = "model"  # name prefix of the text model in the checkpoint
+    lm_head_name: str = "lm_head"
+    # HF quantization_config / hf_quant_config.json; not part of equality (the inventory ignores it)
+    quantization_config: dict[str, object] | None = field(default=None, compare=False)
+    notes: tuple[str, ...] = field(default=())  # what normalization assumed, shown to the user
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def is_moe(self) -> bool:
+        return any(layer.mlp.kind == "moe" for layer in self.layers)
+
+    @property
+    def bytes_per_param(self) -> int:
+        return 4 if self.torch_dtype == "float32" else 2
