@@ -1,0 +1,93 @@
+"""Engine registry: every engine model (built-in or third-party) plugs in here.
+
+An engine model turns a ``Setup`` (priced, placed model + hardware + workload) into an
+``EngineResult``: per-device components named as the engine names them, the figures the engine
+itself logs, the failure it would raise, and the command that reproduces the setup.
+To add an engine: write a module with a class implementing ``EngineModel`` and call
+``register_engine("name", factory)`` at import; list the module in ``BUILTIN_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vramplan.errors import InputError
+from vramplan.hardware.gpus import Gpu
+from vramplan.placement import Parallelism, StageShard
+from vramplan.quant.schemes import QuantizedModel
+from vramplan.result import DeviceEstimate
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    context_tokens: int  # tokens per sequence (max_model_len / n_ctx)
+    batch: int  # concurrent sequences
+    kv_dtype: str  # resolved KV cache dtype (vramplan.kv.KV_DTYPES)
+    context_is_default: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)  # engine flags, engine spelling
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    model: QuantizedModel
+    gpu: Gpu
+    gpu_count: int
+    parallel: Parallelism
+    shards: tuple[StageShard, ...]
+    workload: Workload
+    host_ram_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineResult:
+    devices: tuple[DeviceEstimate, ...]
+    host_ram_bytes: int
+    figures: dict[str, Any]
+    assumptions: tuple[str, ...]
+    command: str
+    failure: str | None = None
+    fix: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+class EngineModel(Protocol):
+    name: str
+    version: str
+
+    def estimate(self, setup: Setup) -> EngineResult: ...
+
+
+EngineFactory = Callable[[str | None], EngineModel]
+_REGISTRY: dict[str, EngineFactory] = {}
+BUILTIN_MODULES = ("vramplan.engines.generic",)
+
+
+def register_engine(name: str, factory: EngineFactory) -> None:
+    """Register an engine model under ``name`` (third-party engines use this too)."""
+    _REGISTRY[name] = factory
+
+
+def _load_builtins() -> None:
+    for mod in BUILTIN_MODULES:
+        importlib.import_module(mod)
+
+
+def engine_names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_engine(spec: str) -> EngineModel:
+    """``vllm``, ``vllm==0.10.2``, ``llamacpp``: the named engine at a version (default newest)."""
+    _load_builtins()
+    name, _, version = spec.partition("==")
+    name = name.strip().lower().replace("-", "").replace(".", "").replace("_", "")
+    aliases = {"llamacpp": "llamacpp", "llamaserver": "llamacpp", "hf": "transformers"}
+    name = aliases.get(name, name)
+    if name not in _REGISTRY:
+        raise InputError("--engine", f"unknown engine {spec!r}",
+                         f"choose one of: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](version.strip() or None)
