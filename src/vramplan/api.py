@@ -1,0 +1,167 @@
+"""The pipeline in one call: model -> spec -> inventory -> quantization -> placement -> engine.
+
+``estimate()`` is what the CLI, the HTTP API and the web page call; it returns an ``Estimate``
+tree, and ``vramplan.report.to_dict`` gives the one JSON object all interfaces print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from vramplan.engines.base import Setup, Workload, get_engine
+from vramplan.errors import InputError
+from vramplan.explain import explain_lines
+from vramplan.hardware.gpus import Gpu, custom_gpu, get_gpu
+from vramplan.inventory import TensorInventory, build_inventory
+from vramplan.kv import resolve_kv_dtype, summarize
+from vramplan.model.hf_config import spec_from_config
+from vramplan.model.source import ModelSource, load_model
+from vramplan.model.spec import ModelSpec
+from vramplan.placement import Parallelism, place
+from vramplan.quant.from_headers import entries_from_headers
+from vramplan.quant.schemes import NONE, QuantizedModel, quantize_model, scheme_from_config, \
+    scheme_from_name
+from vramplan.result import Estimate, ModelSummary
+
+MAX_CONTEXT_TOKENS = 1 << 24  # 16,777,216: beyond any released model's context
+MAX_BATCH = 1 << 16
+DEFAULT_CONTEXT_CAP = 32768  # ASSUMPTION: default context when none is given (capped trained ctx)
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # identity hash: cached per load
+class LoadedModel:
+    source: ModelSource
+    spec: ModelSpec
+    inventory: TensorInventory
+
+
+@lru_cache(maxsize=64)
+def _load_cached(name: str, allow_hub: bool) -> LoadedModel:
+    src = load_model(name, allow_hub=allow_hub)
+    return _from_source(src)
+
+
+def _from_source(src: ModelSource) -> LoadedModel:
+    spec = spec_from_config(src.config, src.model_id, extra_quant=src.hf_quant_config)
+    return LoadedModel(src, spec, build_inventory(spec))
+
+
+def load(model: str | Mapping[str, Any], *, allow_hub: bool = True) -> LoadedModel:
+    """Resolve a catalog name, local path, Hub id, or an already-parsed config dict."""
+    if isinstance(model, Mapping):
+        src = ModelSource(str(model.get("_name_or_path") or "config"), "inline", "inline config",
+                          dict(model))
+        return _from_source(src)
+    if not isinstance(model, str) or not model.strip():
+        raise InputError("MODEL", "is empty", "name a model, e.g. qwen3-8b")
+    return _load_cached(model.strip(), allow_hub)
+
+
+@lru_cache(maxsize=256)
+def _priced(lm: LoadedModel, quant: str | None) -> QuantizedModel:
+    spec = lm.spec
+    ckpt = scheme_from_config(spec.quantization_config) if spec.quantization_config else None
+    if quant:
+        scheme = scheme_from_name(quant)
+        if ckpt is not None and scheme.method not in ("gguf",) and \
+                scheme.method != ckpt.method and scheme.method != "none":
+            raise InputError("--quant", f"{lm.source.model_id} is already quantized "
+                             f"({ckpt.name}); its quantization_config wins",
+                             "drop --quant, or use the unquantized model")
+        if ckpt is not None and scheme.method in (ckpt.method, "none"):
+            scheme = ckpt
+    else:
+        scheme = ckpt or NONE
+    if lm.source.header_tensors and scheme.method != "gguf" and (ckpt is not None or not quant):
+        return entries_from_headers(lm.inventory, lm.source.header_tensors, scheme)
+    return quantize_model(lm.inventory, scheme)
+
+
+def resolve_gpu(gpu: str | None, vram: int | None) -> Gpu:
+    if vram is not None:
+        if vram <= 0:
+            raise InputError("--vram", "must be positive", "write it like --vram 24GiB")
+        return custom_gpu(vram, name=f"custom {gpu}" if gpu else "custom")
+    return get_gpu(gpu or "h100-sxm")
+
+
+def validate_workload(context: int, batch: int, spec: ModelSpec) -> None:
+    if context <= 0:
+        raise InputError("--context", f"must be at least 1 token, got {context}",
+                         "e.g. --context 8192")
+    if context > MAX_CONTEXT_TOKENS:
+        raise InputError("--context", f"{context:,} tokens is beyond any model's context",
+                         f"use at most {spec.max_position_embeddings:,} (the model's trained "
+                         "context)")
+    if batch <= 0 or batch > MAX_BATCH:
+        raise InputError("--batch", f"must be between 1 and {MAX_BATCH}, got {batch}",
+                         "e.g. --batch 1")
+
+
+def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: int | None = None,
+             vram: int | None = None, quant: str | None = None, context: int | None = None,
+             batch: int = 1, kv_dtype: str = "auto", tp: int | None = None, pp: int = 1,
+             ep: bool = False, engine: str = "generic",
+             engine_options: Mapping[str, Any] | None = None, allow_hub: bool = True,
+             ram: int | None = None) -> Estimate:
+    """Estimate memory for running ``model`` on ``gpus`` x ``gpu`` (see README for each term)."""
+    lm = load(model, allow_hub=allow_hub)
+    spec = lm.spec
+    hw = resolve_gpu(gpu, vram)
+    tp_ = tp if tp is not None else max(1, (gpus or 1) // max(pp, 1))
+    par = Parallelism(tp=tp_, pp=pp, ep=ep)
+    n_gpus = gpus if gpus is not None else par.devices
+    if n_gpus < par.devices:
+        raise InputError("--gpus", f"{n_gpus} GPUs cannot hold tp={par.tp} x pp={par.pp}",
+                         f"use --gpus {par.devices} or lower --tp/--pp")
+    ctx_default = context is None
+    ctx = context if context is not None else min(spec.max_position_embeddings,
+                                                  DEFAULT_CONTEXT_CAP)
+    validate_workload(ctx, batch, spec)
+    qm = _priced(lm, quant)
+    kvd = kv_dtype
+    if kvd == "auto" and qm.scheme.kv_cache_dtype:
+        kvd = qm.scheme.kv_cache_dtype
+    kvd = resolve_kv_dtype(kvd, spec)
+    shards = place(qm, par)
+    wl = Workload(ctx, batch, kvd, ctx_default, dict(engine_options or {}))
+    eng = get_engine(engine)
+    setup = Setup(qm, hw, n_gpus, par, tuple(shards), wl, ram)
+    res = eng.estimate(setup)
+    kvs = summarize(spec, kvd)
+    inv = lm.inventory
+    summary = ModelSummary(
+        id=lm.source.model_id, origin=lm.source.origin, source=lm.source.source,
+        model_type=spec.model_type, architecture=spec.architecture,
+        params_total=inv.params_total, params_active=inv.params_active,
+        params_by_role=inv.params_by_role(), params_mtp=inv.params_mtp,
+        buffers_total=inv.buffers_total, num_layers=spec.num_layers,
+        max_context_tokens=spec.max_position_embeddings, quant=qm.scheme.name,
+        quant_source=qm.scheme.source, weights_from_headers=bool(lm.source.header_tensors))
+    notes = list(spec.notes) + list(qm.notes) + list(res.notes)
+    if ctx > spec.max_position_embeddings:
+        notes.append(f"context {ctx:,} is beyond the trained {spec.max_position_embeddings:,}")
+    assumptions = list(res.assumptions)
+    if ctx_default:
+        assumptions.insert(0, f"context: {ctx:,} tokens (default: the model's "
+                           f"{spec.max_position_embeddings:,} capped at {DEFAULT_CONTEXT_CAP:,};"
+                           " set --context)")
+    est = Estimate(
+        model=summary, engine=eng.name, engine_version=eng.version, gpu=hw.name,
+        gpu_count=n_gpus, context_tokens=ctx, batch=batch, kv_dtype=kvd, tp=par.tp, pp=par.pp,
+        weights_bytes=qm.weights_bytes, kv_cache_bytes_per_token=kvs.bytes_per_token,
+        kv_cache_bytes_per_token_all_layers=kvs.bytes_per_token_all_layers,
+        kv_window_bytes_per_sequence=kvs.window_bytes_per_sequence,
+        kv_state_bytes_per_sequence=kvs.state_bytes_per_sequence, devices=res.devices,
+        host_ram_bytes=res.host_ram_bytes, engine_figures=res.figures, failure=res.failure,
+        fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes))
+    return _with_explain(est, lm, qm, kvs)
+
+
+def _with_explain(est: Estimate, lm: LoadedModel, qm: QuantizedModel, kvs: Any) -> Estimate:
+    from dataclasses import replace
+
+    return replace(est, explain=tuple(explain_lines(est, lm.spec, lm.inventory, qm, kvs)))

@@ -1,0 +1,84 @@
+"""--explain: each term of the estimate, its formula with the real numbers, and its source."""
+
+from __future__ import annotations
+
+from vramplan.inventory import TensorInventory
+from vramplan.kv import KvSummary, layer_bytes_per_token
+from vramplan.model.spec import ModelSpec
+from vramplan.quant.schemes import QuantizedModel
+from vramplan.result import Estimate, ExplainLine
+from vramplan.units import fmt_bytes, fmt_count
+
+
+def _bpw(bytes_: int, params: int) -> str:
+    return f"{8 * bytes_ / params:.3f}" if params else "-"
+
+
+def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: QuantizedModel,
+                  kvs: KvSummary) -> list[ExplainLine]:
+    out: list[ExplainLine] = []
+    roles = inv.params_by_role()
+    role_txt = ", ".join(f"{r} {fmt_count(n)}" for r, n in roles.items() if r != "mtp")
+    out.append(ExplainLine("parameters", f"Σ tensors of the inventory: {role_txt}",
+                           f"{inv.params_total:,}", "config.json -> vramplan.inventory"))
+    moe = [layer.mlp for layer in spec.layers if layer.mlp.kind == "moe"]
+    if moe:
+        m = moe[0]
+        out.append(ExplainLine(
+            "MoE residency",
+            f"all {m.num_experts} experts of {len(moe)} MoE layers must be resident; top-{m.top_k} "
+            f"per token ({fmt_count(inv.params_active)} active) changes speed, not memory",
+            f"{fmt_count(inv.params_total)} resident", "router picks experts per token"))
+    if inv.params_mtp:
+        out.append(ExplainLine("MTP layers", "next-token-prediction weights in the checkpoint, "
+                               "not loaded for plain decoding", fmt_count(inv.params_mtp)))
+    # weights by format
+    by_fmt: dict[str, tuple[int, int]] = {}
+    for e in qm.entries:
+        b, n = by_fmt.get(e.fmt, (0, 0))
+        by_fmt[e.fmt] = (b + e.bytes, n + e.group.numel)
+    for fmt, (b, n) in sorted(by_fmt.items(), key=lambda kv: -kv[1][0]):
+        out.append(ExplainLine(f"weights [{fmt}]", f"{fmt_count(n)} params x {_bpw(b, n)} bits "
+                               f"/ 8", fmt_bytes(b), "vramplan.quant.schemes"))
+    unq = sorted({e.group.role for e in qm.entries if e.fmt in ("bf16", "fp32")
+                  and qm.scheme.method != "none"})
+    if unq:
+        out.append(ExplainLine("kept unquantized", ", ".join(unq), "",
+                               "embeddings, lm_head, norms and routers stay in the model dtype"))
+    out.append(ExplainLine("weights total", f"{qm.scheme.name} ({qm.scheme.source})",
+                           f"{fmt_bytes(qm.weights_bytes)} = {qm.weights_bytes / 1e9:.2f} GB"))
+    # KV per token
+    attn = next((la.attention for la in spec.layers if la.attention.kind != "linear"), None)
+    if attn is not None:
+        per_layer = layer_bytes_per_token(attn, est.kv_dtype)
+        if attn.kind == "mla":
+            f = (f"(kv_lora_rank {attn.kv_lora_rank} + rope {attn.qk_rope_head_dim}) x "
+                 f"{kvs.full_layers} layers x {est.kv_dtype}: MLA caches one latent, no x2 "
+                 "for K and V")
+        else:
+            f = (f"2 (K,V) x {attn.num_kv_heads} KV heads x {attn.head_dim} head_dim x "
+                 f"{est.kv_dtype} = {per_layer:,} B/layer")
+            if attn.num_kv_heads < attn.num_heads:
+                f += (f"; GQA: {attn.num_kv_heads} KV heads, not {attn.num_heads} "
+                      f"({attn.num_heads // attn.num_kv_heads}x less than MHA)")
+        out.append(ExplainLine("KV bytes/token", f, f"{kvs.bytes_per_token:,} B",
+                               "vllm v1/kv_cache_interface.py page_size_bytes"))
+    if kvs.windowed_layers:
+        out.append(ExplainLine("sliding-window layers", f"{kvs.windowed_layers} layers hold at "
+                               "most their window of tokens per sequence",
+                               fmt_bytes(kvs.window_bytes_per_sequence) + " per sequence"))
+    if kvs.linear_layers:
+        out.append(ExplainLine("linear-attention layers", f"{kvs.linear_layers} layers keep a "
+                               "constant recurrent + conv state per sequence",
+                               fmt_bytes(kvs.state_bytes_per_sequence) + " per sequence"))
+    kv_total = sum(d.kv_cache_bytes for d in est.devices)
+    out.append(ExplainLine("KV cache", f"{kvs.bytes_per_token:,} B/token x {est.context_tokens:,}"
+                           f" tokens x {est.batch} seq (+ windows/states), over {est.tp} TP "
+                           "ranks", fmt_bytes(kv_total)))
+    for d in est.devices[:8]:
+        parts = " + ".join(f"{c.name} {fmt_bytes(c.bytes)}" for c in d.components)
+        verdict = "fits" if d.fits else "DOES NOT FIT"
+        out.append(ExplainLine(f"{d.name} ({d.label})", parts,
+                               f"{fmt_bytes(d.total_bytes)} of {fmt_bytes(d.capacity_bytes)}: "
+                               f"{verdict}"))
+    return out
