@@ -82,8 +82,7 @@ _OPTIONAL: dict[str, type] = {
     "tdp_watts": int, "interconnect": str, "interconnect_bytes_per_s": int, "gpu_share": float,
     "cuda_compute_capability": str, "assumption": str,
 }
-_KNOWN = {f.name for f in fields(Gpu)}
-assert _KNOWN == set(_REQUIRED) | set(_OPTIONAL), "schema and Gpu fields disagree"
+_KNOWN = {f.name for f in fields(Gpu)}  # == set(_REQUIRED) | set(_OPTIONAL), checked in tests
 
 
 def _check_type(value: object, want: type) -> bool:
@@ -107,22 +106,19 @@ def _parse_row(index: int, row: Any) -> Gpu:
     def bad(problem: str) -> CatalogError:
         return CatalogError(f"{where}: {problem}")
 
-    unknown = set(row) - _KNOWN
-    if unknown:
+    if unknown := set(row) - _KNOWN:
         raise bad(f"unknown field(s) {sorted(unknown)}")
+    values: dict[str, Any] = {}
     for name, want in (_REQUIRED | _OPTIONAL).items():
         if name not in row:
             if name in _REQUIRED:
                 raise bad(f"missing field {name!r}")
-            continue
-        if not _check_type(row[name], want):
+        elif not _check_type(row[name], want):
             raise bad(f"field {name!r} must be {want.__name__}, got {row[name]!r}")
-    values = dict(row)
-    values["aliases"] = tuple(row.get("aliases", ()))
-    for name in ("bf16_dense_tflops", "fp8_dense_tflops", "int8_dense_tops", "fp4_dense_tflops",
-                 "gpu_share"):
-        if name in values:
-            values[name] = float(values[name])
+        else:
+            value = row[name]
+            values[name] = float(value) if want is float else value
+    values["aliases"] = tuple(values.get("aliases", ()))
     gpu = Gpu(**values)
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", gpu.key):
         raise bad("key must be a lowercase slug like 'rtx-4090'")
