@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from vramplan.engines.base import Setup, Workload, get_engine
+from vramplan.engines.base import Setup, Workload, default_engine, get_engine
 from vramplan.errors import InputError
 from vramplan.explain import explain_lines
 from vramplan.hardware.gpus import Gpu, custom_gpu, get_gpu
@@ -104,7 +104,7 @@ def validate_workload(context: int, batch: int, spec: ModelSpec) -> None:
 def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: int | None = None,
              vram: int | None = None, quant: str | None = None, context: int | None = None,
              batch: int = 1, kv_dtype: str = "auto", tp: int | None = None, pp: int = 1,
-             ep: bool = False, engine: str = "generic",
+             ep: bool = False, engine: str = "auto",
              engine_options: Mapping[str, Any] | None = None, allow_hub: bool = True,
              ram: int | None = None) -> Estimate:
     """Estimate memory for running ``model`` on ``gpus`` x ``gpu`` (see README for each term)."""
@@ -128,7 +128,7 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     kvd = resolve_kv_dtype(kvd, spec)
     shards = place(qm, par)
     wl = Workload(ctx, batch, kvd, ctx_default, dict(engine_options or {}))
-    eng = get_engine(engine)
+    eng = get_engine(default_engine(lm.source.origin) if engine == "auto" else engine)
     setup = Setup(qm, hw, n_gpus, par, tuple(shards), wl, ram)
     res = eng.estimate(setup)
     kvs = summarize(spec, kvd)
@@ -159,6 +159,31 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
         host_ram_bytes=res.host_ram_bytes, engine_figures=res.figures, failure=res.failure,
         fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes))
     return _with_explain(est, lm, qm, kvs)
+
+
+def model_info(model: str | Mapping[str, Any], *, allow_hub: bool = True) -> dict[str, Any]:
+    """What ``vramplan info`` prints: params by role, active params, KV bytes/token, quant."""
+    lm = load(model, allow_hub=allow_hub)
+    spec, inv = lm.spec, lm.inventory
+    kvs = summarize(spec, resolve_kv_dtype("auto", spec))
+    q = scheme_from_config(spec.quantization_config) if spec.quantization_config else None
+    return {
+        "id": lm.source.model_id, "origin": lm.source.origin, "source": lm.source.source,
+        "model_type": spec.model_type, "architecture": spec.architecture,
+        "layers": spec.num_layers, "hidden_size": spec.hidden_size, "vocab_size": spec.vocab_size,
+        "max_context_tokens": spec.max_position_embeddings,
+        "tie_word_embeddings": spec.tie_word_embeddings,
+        "params_total": inv.params_total, "params_active": inv.params_active,
+        "params_by_role": inv.params_by_role(), "params_mtp": inv.params_mtp,
+        "buffers_total": inv.buffers_total,
+        "kv_cache_bytes_per_token": kvs.bytes_per_token,
+        "kv_cache_bytes_per_token_all_layers": kvs.bytes_per_token_all_layers,
+        "kv_window_bytes_per_sequence": kvs.window_bytes_per_sequence,
+        "kv_state_bytes_per_sequence": kvs.state_bytes_per_sequence,
+        "attention_layers": {"full": kvs.full_layers, "windowed": kvs.windowed_layers,
+                             "linear": kvs.linear_layers},
+        "quantization": q.name if q else "none", "notes": list(spec.notes),
+    }
 
 
 def _with_explain(est: Estimate, lm: LoadedModel, qm: QuantizedModel, kvs: Any) -> Estimate:

@@ -91,3 +91,10 @@ def get_engine(spec: str) -> EngineModel:
         raise InputError("--engine", f"unknown engine {spec!r}",
                          f"choose one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](version.strip() or None)
+
+
+def default_engine(origin: str) -> str:
+    """vLLM for safetensors models, llama.cpp for GGUF files; generic until those are registered."""
+    _load_builtins()
+    want = "llamacpp" if origin == "gguf" else "vllm"
+    return want if want in _REGISTRY else "generic"

@@ -1,0 +1,95 @@
+"""Shared option parsing: sizes, token counts, and the engine flags (engine spelling)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from vramplan.errors import InputError
+
+
+class SizeType(click.ParamType):
+    """``24GiB``, ``80GB`` -> int bytes (vramplan.units.parse_bytes)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from vramplan.units import parse_bytes
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_bytes(str(value), f"--{param.name if param else 'size'}")
+        except InputError as e:
+            self.fail(str(e), param, ctx)
+
+
+class TokensType(click.ParamType):
+    """``8192``, ``32k`` -> int tokens."""
+
+    name = "tokens"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from vramplan.units import parse_tokens
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_tokens(str(value), f"--{param.name if param else 'context'}")
+        except InputError as e:
+            self.fail(str(e), param, ctx)
+
+
+SIZE = SizeType()
+TOKENS = TokensType()
+
+# Engine flags, spelled as each engine spells them; passed to the engine model as
+# ``engine_options[<python name>]`` only when given. (flag, python name, type, help)
+ENGINE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
+    ("--gpu-memory-utilization", "gpu_memory_utilization", float,
+     "vLLM: fraction of total GPU memory (default 0.92 in current vLLM, 0.9 before)."),
+    ("--max-model-len", "max_model_len", TOKENS, "vLLM: context per request."),
+    ("--max-num-seqs", "max_num_seqs", int, "vLLM: max concurrent sequences."),
+    ("--max-num-batched-tokens", "max_num_batched_tokens", int, "vLLM: tokens per step."),
+    ("--block-size", "block_size", int, "vLLM: KV block size in tokens (default 16)."),
+    ("--enforce-eager", "enforce_eager", bool, "vLLM: no CUDA graphs."),
+    ("--enable-expert-parallel", "enable_expert_parallel", bool, "vLLM: expert parallel."),
+    ("--cpu-offload-gb", "cpu_offload_gb", float, "vLLM: GiB of weights per GPU in host RAM."),
+    ("--ctx-size", "ctx_size", TOKENS, "llama.cpp: n_ctx (0 = trained context)."),
+    ("--n-gpu-layers", "n_gpu_layers", int, "llama.cpp: layers on the GPU (-ngl)."),
+    ("--override-tensor", "override_tensor", str, "llama.cpp: -ot regex=buffer type."),
+    ("--n-cpu-moe", "n_cpu_moe", int, "llama.cpp: experts of the first N layers on the CPU."),
+    ("--cpu-moe", "cpu_moe", bool, "llama.cpp: all experts on the CPU."),
+    ("--cache-type-k", "cache_type_k", str, "llama.cpp: K cache type (f16, q8_0, q4_0)."),
+    ("--cache-type-v", "cache_type_v", str, "llama.cpp: V cache type."),
+    ("--flash-attn", "flash_attn", click.Choice(["on", "off", "auto"]), "llama.cpp: FA."),
+    ("--ubatch-size", "ubatch_size", int, "llama.cpp: physical batch (default 512)."),
+    ("--batch-size", "batch_size", int, "llama.cpp: logical batch (default 2048)."),
+    ("--parallel", "parallel", int, "llama.cpp: slots (-np)."),
+    ("--no-mmap", "no_mmap", bool, "llama.cpp: load weights into anonymous RAM."),
+    ("--mem-fraction-static", "mem_fraction_static", float, "SGLang: weights + KV share."),
+    ("--num-ctx", "num_ctx", TOKENS, "Ollama: context (default by VRAM tier)."),
+    ("--num-parallel", "num_parallel", int, "Ollama: OLLAMA_NUM_PARALLEL."),
+)
+
+
+def engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a command with every engine flag (collected into ``engine_options``)."""
+    for flag, name, typ, help_ in reversed(ENGINE_FLAGS):
+        if typ is bool:
+            fn = click.option(flag, name, is_flag=True, default=None, help=help_)(fn)
+        else:
+            fn = click.option(flag, name, type=typ, default=None, help=help_)(fn)
+    return fn
+
+
+def collect_engine_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop the engine flags out of a command's kwargs; keep only those given."""
+    out = {}
+    for _, name, _, _ in ENGINE_FLAGS:
+        v = kwargs.pop(name, None)
+        if v is not None:
+            out[name] = v
+    return out
