@@ -62,7 +62,9 @@ class EngineModel(Protocol):
 
 EngineFactory = Callable[[str | None], EngineModel]
 _REGISTRY: dict[str, EngineFactory] = {}
-BUILTIN_MODULES = ("vramplan.engines.generic",)
+BUILTIN_MODULES = ("vramplan.engines.generic", "vramplan.engines.vllm", "vramplan.engines.llamacpp",
+                   "vramplan.engines.ollama", "vramplan.engines.sglang",
+                   "vramplan.engines.transformers")
 
 
 def register_engine(name: str, factory: EngineFactory) -> None:
@@ -72,7 +74,11 @@ def register_engine(name: str, factory: EngineFactory) -> None:
 
 def _load_builtins() -> None:
     for mod in BUILTIN_MODULES:
-        importlib.import_module(mod)
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # a real missing dependency inside the module
+                raise
 
 
 def engine_names() -> list[str]:
