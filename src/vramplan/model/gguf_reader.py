@@ -2,10 +2,12 @@
 
 Two ways in, one result (:class:`GgufHeader`):
 
-* :func:`read_gguf_header` opens a local file with the ``gguf`` package's ``GGUFReader`` (it
-  memory-maps the file, so only the header pages are touched). If that reader fails (for example
-  on a GGML type newer than the installed ``gguf`` package) the pure parser below runs over the
-  same memory map and reports what is wrong.
+* :func:`read_gguf_header` memory-maps a local file (only the header pages are touched). With
+  ``backend="gguf"`` it uses the ``gguf`` package's ``GGUFReader``; if that fails (for example on
+  a GGML type newer than the installed ``gguf`` package) the pure parser runs over the same file
+  and reports what is wrong. The default ``backend="pure"`` runs the parser below directly:
+  GGUFReader builds numpy views for every tokenizer string and takes about 25 s on a header with a
+  152k-token vocabulary and 280k merges, against about 0.6 s here. Both give equal results.
 * :func:`parse_gguf_header_bytes` is a bounded pure-Python parser of GGUF v2/v3 that works on a
   *prefix* of the file, for HTTP range reads from the Hub: when the prefix ends inside the header
   it raises :class:`NeedMoreBytes` with the prefix length needed so far; fetch that many bytes (or
@@ -34,7 +36,7 @@ import struct
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from vramplan.errors import HeaderError, InputError
 from vramplan.quant.ggml_types import ggml_type, tensor_bytes
@@ -68,11 +70,16 @@ _SCALAR_FMT = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 1
 
 
 class NeedMoreBytes(HeaderError):
-    """The prefix ends inside the header; ``required`` is the prefix length needed so far."""
+    """The prefix ends inside the header; ``required`` is the prefix length needed so far.
+
+    ``required`` is a lower bound (a string array is only walked as far as the bytes go), so a
+    reader over the network should fetch ``suggested`` bytes (at least double the prefix).
+    """
 
     def __init__(self, required: int, have: int) -> None:
         self.required = required
         self.have = have
+        self.suggested = max(required, 2 * have)
         super().__init__(_WHERE, f"the first {have} bytes end inside the header "
                          f"(at least {required} needed)", "read a longer prefix of the file")
 
@@ -394,21 +401,23 @@ def _build_header(version: int, metadata: dict[str, MetaValue], lengths: dict[st
 # --- the gguf package path -------------------------------------------------------------------
 
 
-def read_gguf_header(path: str | os.PathLike[str]) -> GgufHeader:
-    """Read a local GGUF file's header (via ``gguf.GGUFReader``, pure parser as fallback)."""
+def read_gguf_header(path: str | os.PathLike[str],
+                     backend: Literal["pure", "gguf"] = "pure") -> GgufHeader:
+    """Read a local GGUF file's header (pure parser, or ``gguf.GGUFReader`` with fallback)."""
     try:
         file_size = os.path.getsize(path)
     except OSError as exc:
         raise HeaderError(_WHERE, f"cannot open {os.fspath(path)!r}: {exc.strerror}",
                           "check the path") from None
-    try:
-        pieces = _read_with_gguf(path)
-    except Exception:  # any failure of the gguf package: let the bounded parser explain it
-        pieces = None
-    if pieces is not None:
-        version, metadata, lengths, raw, alignment, data_offset = pieces
-        return _build_header(version, _checked(metadata), lengths, raw, alignment, data_offset,
-                             file_size)
+    if backend == "gguf":
+        try:
+            pieces = _read_with_gguf(path)
+        except Exception:  # any failure of the gguf package: let the bounded parser explain it
+            pieces = None
+        if pieces is not None:
+            version, metadata, lengths, raw, alignment, data_offset = pieces
+            return _build_header(version, _checked(metadata), lengths, raw, alignment,
+                                 data_offset, file_size)
     if file_size == 0:
         raise _bad("the file is empty", "download it again")
     try:
