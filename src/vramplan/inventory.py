@@ -179,6 +179,13 @@ def _gated_mlp(p: str, h: int, inter: int, role: Role, i: int | None, *, fused: 
     return out
 
 
+def _experts(p: str, i: int, e: int,
+             projs: tuple[tuple[str, tuple[int, int], Split], ...]) -> list[TensorGroup]:
+    """Per-expert linears ``{p}.experts.{e}.{name}.weight``, one group of ``e`` tensors each."""
+    return [TensorGroup(f"{p}.experts.{{e}}.{n}.weight", shape, "routed_expert", i, split,
+                        linear=True, count=e) for n, shape, split in projs]
+
+
 def _moe(spec: ModelSpec, lp: str, i: int, m: MlpSpec) -> list[TensorGroup]:
     h, e, inter = spec.hidden_size, m.num_experts, m.expert_intermediate_size
     fam = spec.family
@@ -186,10 +193,9 @@ def _moe(spec: ModelSpec, lp: str, i: int, m: MlpSpec) -> list[TensorGroup]:
     if fam == "mixtral":
         p = f"{lp}.block_sparse_moe"
         out.append(_lin(f"{p}.gate.weight", e, h, "router", i, "replicated"))
-        for n, shape, split in (("w1", (inter, h), "expert_column"), ("w3", (inter, h),
-                                "expert_column"), ("w2", (h, inter), "expert_row")):
-            out.append(TensorGroup(f"{p}.experts.{{e}}.{n}.weight", shape, "routed_expert", i,
-                                   split, linear=True, count=e))  # type: ignore[arg-type]
+        out += _experts(p, i, e, (("w1", (inter, h), "expert_column"),
+                                  ("w3", (inter, h), "expert_column"),
+                                  ("w2", (h, inter), "expert_row")))
         return out
     if fam in ("gpt_oss", "llama4"):
         # One stacked 3-D tensor per projection: [E, in, out] (transformers GptOssExperts, Llama4TextExperts)
@@ -215,11 +221,9 @@ def _moe(spec: ModelSpec, lp: str, i: int, m: MlpSpec) -> list[TensorGroup]:
     out.append(_lin(f"{p}.gate.weight", e, h, "router", i, "replicated"))
     if m.score_correction_bias:
         out.append(_vec(f"{p}.gate.e_score_correction_bias", e, "router", i, buffer=True))
-    for n, shape, split in (("gate_proj", (inter, h), "expert_column"),
-                            ("up_proj", (inter, h), "expert_column"),
-                            ("down_proj", (h, inter), "expert_row")):
-        out.append(TensorGroup(f"{p}.experts.{{e}}.{n}.weight", shape, "routed_expert", i, split,
-                               linear=True, count=e))  # type: ignore[arg-type]
+    out += _experts(p, i, e, (("gate_proj", (inter, h), "expert_column"),
+                              ("up_proj", (inter, h), "expert_column"),
+                              ("down_proj", (h, inter), "expert_row")))
     if m.shared_intermediate_size:
         sname = "shared_experts" if fam in ("deepseek", "glm4_moe") else "shared_expert"
         out += _gated_mlp(f"{p}.{sname}", h, m.shared_intermediate_size, "shared_expert", i)

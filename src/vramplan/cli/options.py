@@ -10,7 +10,7 @@ import click
 from vramplan.errors import InputError
 
 
-class SizeType(click.ParamType):
+class SizeType(click.ParamType[int, Any]):
     """``24GiB``, ``80GB`` -> int bytes (vramplan.units.parse_bytes)."""
 
     name = "size"
@@ -26,7 +26,7 @@ class SizeType(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-class TokensType(click.ParamType):
+class TokensType(click.ParamType[int, Any]):
     """``8192``, ``32k`` -> int tokens."""
 
     name = "tokens"

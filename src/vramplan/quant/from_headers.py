@@ -61,7 +61,7 @@ def entries_from_headers(inv: TensorInventory, headers: Sequence[HeaderTensor],
         sums[group.name] = sums.get(group.name, 0) + t.nbytes
     entries = [WeightEntry(g, sums[g.name], "checkpoint") for g in inv.tensors if g.name in sums]
     entries += [WeightEntry(g, b, "checkpoint") for g, b in extra.values()]
-    notes = (f"weights: exact bytes from {len(headers)} safetensors header entries",)
+    notes: tuple[str, ...] = (f"weights: exact bytes from {len(headers)} safetensors header entries",)
     if inv.spec.tie_word_embeddings and any(t.name.endswith("lm_head.weight") for t in headers):
         notes += ("checkpoint stores lm_head.weight although embeddings are tied; not loaded",)
     return QuantizedModel(inv, scheme, tuple(entries), mtp, notes)

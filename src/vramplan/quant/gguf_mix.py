@@ -410,6 +410,7 @@ _HF_ARCH = {
     "qwen2_moe": "QWEN2MOE", "qwen3": "QWEN3", "qwen3_moe": "QWEN3MOE",
     "deepseek_v2": "DEEPSEEK2", "deepseek_v3": "DEEPSEEK2", "gpt_oss": "GPT_OSS",
     "glm4_moe": "GLM4_MOE", "gemma2": "GEMMA2", "gemma3_text": "GEMMA3", "gemma3": "GEMMA3",
+    "qwen3_next": "QWEN3NEXT", "llama4_text": "LLAMA4", "phi3": "PHI3", "kimi_k2": "DEEPSEEK2",
 }
 _EXPERT_RE = re.compile(r"\.experts\.(\d+)\.")
 _BLOCK_NUM_RE = re.compile(r"\.(\d+)\.")

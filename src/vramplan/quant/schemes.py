@@ -359,9 +359,9 @@ def quantize_model(inv: TensorInventory, scheme: QuantScheme) -> QuantizedModel:
     if scheme.method == "gguf":
         from vramplan.quant.gguf_pricing import gguf_entries
 
-        entries, mtp = gguf_entries(inv, scheme)
-        return QuantizedModel(inv, scheme, entries, mtp)
-    entries = []
+        gg_entries, gg_mtp = gguf_entries(inv, scheme)
+        return QuantizedModel(inv, scheme, gg_entries, gg_mtp)
+    entries: list[WeightEntry] = []
     for g in inv.tensors:
         b, fmt = tensor_bytes(g, scheme, dtype_bytes)
         entries.append(WeightEntry(g, b, fmt))

@@ -1,0 +1,5 @@
+"""``python -m vramplan`` runs the CLI."""
+
+from vramplan.cli.app import main
+
+main()

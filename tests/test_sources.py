@@ -1,0 +1,142 @@
+"""Model sources: local config/folder with safetensors headers, the Hub (mocked), offline."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from vramplan.api import estimate, load
+from vramplan.errors import HeaderError, OfflineError, UnknownModelError
+from vramplan.inventory import build_inventory
+from vramplan.model.hf_config import spec_from_config
+
+TINY = {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "intermediate_size": 128, "vocab_size": 1000,
+        "max_position_embeddings": 4096, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]],
+                      with_data: bool = True) -> None:
+    """A real safetensors file: 8-byte header length, JSON header, zeroed data."""
+    width = {"BF16": 2, "F32": 4, "I32": 4, "F16": 2, "U8": 1, "F8_E4M3": 1}
+    header: dict[str, Any] = {}
+    off = 0
+    for name, (dtype, shape) in tensors.items():
+        n = width[dtype]
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + n]}
+        off += n
+    raw = json.dumps(header).encode()
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)) + raw)
+        if with_data:
+            fh.write(b"\0" * off)
+
+
+def tiny_tensors(cfg: dict[str, Any]) -> dict[str, tuple[str, list[int]]]:
+    inv = build_inventory(spec_from_config(cfg))
+    return {g.name: ("BF16", list(g.shape)) for g in inv.tensors}
+
+
+def test_local_config_json(tmp_path: Path) -> None:
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(TINY))
+    lm = load(str(p))
+    assert lm.source.origin == "local" and lm.inventory.params_total > 0
+
+
+def test_local_folder_uses_safetensors_headers(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    tensors = tiny_tensors(TINY)
+    write_safetensors(tmp_path / "model.safetensors", tensors)
+    est = estimate(str(tmp_path), vram=2**30, context=1024, engine="generic")
+    expected = sum(2 * __import__("math").prod(s) for _, s in tensors.values())
+    assert est.model.weights_from_headers and est.weights_bytes == expected
+
+
+def test_awq_folder_exact_bytes_from_headers(tmp_path: Path) -> None:
+    """Packed AWQ tensors (qweight/qzeros/scales) are attached to their module's role."""
+    cfg = dict(TINY, quantization_config={"quant_method": "awq", "bits": 4, "group_size": 64})
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    tensors = tiny_tensors(TINY)
+    packed: dict[str, tuple[str, list[int]]] = {}
+    for name, (dtype, shape) in tensors.items():
+        if name.endswith("proj.weight"):
+            mod = name[: -len(".weight")]
+            out_f, in_f = shape
+            packed[f"{mod}.qweight"] = ("I32", [in_f, out_f // 8])
+            packed[f"{mod}.qzeros"] = ("I32", [in_f // 64, out_f // 8])
+            packed[f"{mod}.scales"] = ("F16", [in_f // 64, out_f])
+        else:
+            packed[name] = (dtype, shape)
+    write_safetensors(tmp_path / "model.safetensors", packed, with_data=False)
+    est = estimate(str(tmp_path), vram=2**30, context=1024, engine="generic")
+    assert est.model.quant.startswith("awq")
+    from vramplan.quant.schemes import quantize_model, scheme_from_config
+
+    lm = load(str(tmp_path))
+    formula = quantize_model(lm.inventory, scheme_from_config(cfg["quantization_config"]))
+    assert est.weights_bytes == formula.weights_bytes  # header bytes == layout formula
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x01\x02", struct.pack("<Q", 2**40) + b"{}",
+                                     struct.pack("<Q", 50) + b"{not json",
+                                     struct.pack("<Q", 12) + b'{"a": 1}    '])
+def test_corrupt_safetensors_header(tmp_path: Path, payload: bytes) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    (tmp_path / "model.safetensors").write_bytes(payload)
+    with pytest.raises(HeaderError, match="header"):
+        load(str(tmp_path))
+
+
+HUB_FIXTURE = Path(__file__).parent / "data" / "hub" / "tiny-org__tiny-qwen3"
+
+
+def test_hub_path_with_recorded_responses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub code path, fed with stored responses (config.json and safetensors metadata in
+    the shape huggingface_hub returns); no network."""
+    import huggingface_hub
+
+    meta = json.loads((HUB_FIXTURE / "safetensors_metadata.json").read_text())
+
+    def fake_download(repo_id: str, filename: str, revision: str | None = None) -> str:
+        assert (repo_id, filename) == ("tiny-org/tiny-qwen3", "config.json")
+        return str(HUB_FIXTURE / "config.json")
+
+    class FakeApi:
+        def get_safetensors_metadata(self, repo_id: str, revision: str | None = None) -> Any:
+            files = {
+                fname: SimpleNamespace(tensors={
+                    n: SimpleNamespace(dtype=t["dtype"], shape=t["shape"])
+                    for n, t in tensors.items()})
+                for fname, tensors in meta["files"].items()}
+            return SimpleNamespace(files_metadata=files)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    est = estimate("tiny-org/tiny-qwen3", vram=2**30, context=512, engine="generic")
+    assert est.model.origin == "hub" and est.model.weights_from_headers
+    assert est.weights_bytes == meta["total_bytes"]
+
+
+def test_hub_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    def offline(*a: Any, **k: Any) -> str:
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(OfflineError, match="built-in model"):
+        load("some-org/not-in-catalog")
+
+
+def test_unknown_name_not_hub_like() -> None:
+    with pytest.raises(UnknownModelError, match="did you mean"):
+        load("llama-3.1-8")
