@@ -22,8 +22,13 @@ from vramplan.model.source import ModelSource, load_model
 from vramplan.model.spec import ModelSpec
 from vramplan.placement import Parallelism, place
 from vramplan.quant.from_headers import entries_from_headers
-from vramplan.quant.schemes import NONE, QuantizedModel, quantize_model, scheme_from_config, \
-    scheme_from_name
+from vramplan.quant.schemes import (
+    NONE,
+    QuantizedModel,
+    quantize_model,
+    scheme_from_config,
+    scheme_from_name,
+)
 from vramplan.result import Estimate, ModelSummary
 
 MAX_CONTEXT_TOKENS = 1 << 24  # 16,777,216: beyond any released model's context
