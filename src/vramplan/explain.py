@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from vramplan.inventory import TensorInventory
 from vramplan.kv import KvSummary, layer_bytes_per_token
 from vramplan.model.spec import ModelSpec
@@ -12,6 +14,13 @@ from vramplan.units import fmt_bytes, fmt_count
 
 def _bpw(bytes_: int, params: int) -> str:
     return f"{8 * bytes_ / params:.3f}" if params else "-"
+
+
+@lru_cache(maxsize=256)
+def _unquantized_roles(qm: QuantizedModel) -> list[str]:
+    if qm.scheme.method == "none":
+        return []
+    return sorted({e.group.role for e in qm.entries if e.fmt in ("bf16", "fp32", "F32", "F16")})
 
 
 def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: QuantizedModel,
@@ -33,15 +42,12 @@ def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: Quan
         out.append(ExplainLine("MTP layers", "next-token-prediction weights in the checkpoint, "
                                "not loaded for plain decoding", fmt_count(inv.params_mtp)))
     # weights by format
-    by_fmt: dict[str, tuple[int, int]] = {}
-    for e in qm.entries:
-        b, n = by_fmt.get(e.fmt, (0, 0))
-        by_fmt[e.fmt] = (b + e.bytes, n + e.group.numel)
-    for fmt, (b, n) in sorted(by_fmt.items(), key=lambda kv: -kv[1][0]):
+    params_fmt = qm.params_by_format()
+    for fmt, b in sorted(qm.bytes_by_format().items(), key=lambda kv: -kv[1]):
+        n = params_fmt[fmt]
         out.append(ExplainLine(f"weights [{fmt}]", f"{fmt_count(n)} params x {_bpw(b, n)} bits "
                                f"/ 8", fmt_bytes(b), "vramplan.quant.schemes"))
-    unq = sorted({e.group.role for e in qm.entries if e.fmt in ("bf16", "fp32")
-                  and qm.scheme.method != "none"})
+    unq = _unquantized_roles(qm)
     if unq:
         out.append(ExplainLine("kept unquantized", ", ".join(unq), "",
                                "embeddings, lm_head, norms and routers stay in the model dtype"))

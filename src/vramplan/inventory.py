@@ -9,7 +9,7 @@ Identical per-expert tensors are kept as one ``TensorGroup`` with ``count`` = nu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
@@ -47,50 +47,51 @@ class TensorGroup:
         return math.prod(self.shape) * self.count
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TensorInventory:
+    """All tensors of a model; the aggregate counts are computed once at construction."""
+
     spec: ModelSpec
     tensors: tuple[TensorGroup, ...]  # main model (what plain inference loads)
     mtp_tensors: tuple[TensorGroup, ...]  # next-token-prediction layers, reported separately
+    # Parameters as transformers counts them: unique tensors, tied embeddings once, no buffers.
+    params_total: int = field(init=False)
+    buffers_total: int = field(init=False)  # persistent buffers stored in the checkpoint
+    params_mtp: int = field(init=False)
+    # Parameters read per token: all dense parts + top_k/num_experts of the routed experts.
+    # Convention (DeepSeek-V3 report, Qwen3 cards): embedding and head count fully; the vision
+    # tower is excluded for text tokens.
+    params_active: int = field(init=False)
+    _by_role: tuple[tuple[str, int], ...] = field(init=False)
 
-    @property
-    def params_total(self) -> int:
-        """Parameters as transformers counts them: unique tensors, tied embeddings once, no buffers."""
-        return sum(t.numel for t in self.tensors if not t.buffer)
-
-    @property
-    def buffers_total(self) -> int:
-        return sum(t.numel for t in self.tensors if t.buffer)
-
-    @property
-    def params_mtp(self) -> int:
-        return sum(t.numel for t in self.mtp_tensors)
-
-    def params_by_role(self) -> dict[str, int]:
-        out = {r: 0 for r in ROLES}
-        for t in self.tensors:
-            out[t.role] += t.numel
-        out["mtp"] = self.params_mtp
-        return {k: v for k, v in out.items() if v}
-
-    @property
-    def params_active(self) -> int:
-        """Parameters read per token: all dense parts + top_k of the routed experts per layer.
-
-        Embedding lookups read one row, but the convention (DeepSeek-V3 report, Qwen3 cards) counts
-        the embedding and head fully; we follow it. The vision tower is excluded for text tokens.
-        """
-        total = 0
+    def __post_init__(self) -> None:
+        by_role = {r: 0 for r in ROLES}
+        total = buffers = active = 0
         layers = {layer.index: layer for layer in self.spec.layers}
         for t in self.tensors:
+            n = t.numel
+            by_role[t.role] += n
+            if t.buffer:
+                buffers += n
+            else:
+                total += n
             if t.role == "vision":
                 continue
             if t.role == "routed_expert" and t.layer is not None:
                 mlp = layers[t.layer].mlp
-                total += t.numel * mlp.top_k // mlp.num_experts
+                active += n * mlp.top_k // mlp.num_experts
             else:
-                total += t.numel
-        return total
+                active += n
+        mtp = sum(t.numel for t in self.mtp_tensors)
+        by_role["mtp"] = mtp
+        object.__setattr__(self, "params_total", total)
+        object.__setattr__(self, "buffers_total", buffers)
+        object.__setattr__(self, "params_mtp", mtp)
+        object.__setattr__(self, "params_active", active)
+        object.__setattr__(self, "_by_role", tuple((k, v) for k, v in by_role.items() if v))
+
+    def params_by_role(self) -> dict[str, int]:
+        return dict(self._by_role)
 
 
 def _lin(name: str, out: int, inp: int, role: Role, layer: int | None, split: Split,

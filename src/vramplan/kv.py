@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vramplan.errors import InputError
 from vramplan.model.spec import AttentionSpec, ModelSpec
@@ -114,6 +115,7 @@ class KvSummary:
     linear_layers: int
 
 
+@lru_cache(maxsize=512)
 def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
     full = windowed = linear = 0
     per_tok = per_tok_all = window_b = state_b = 0
@@ -133,6 +135,20 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
     return KvSummary(kv_dtype, per_tok, per_tok_all, window_b, state_b, full, windowed, linear)
 
 
+@lru_cache(maxsize=512)
+def _layer_table(spec: ModelSpec, kv_dtype: str, tp: int) -> tuple[tuple[int, int, int, int], ...]:
+    """Per layer: (index, bytes/token, window cap or 0, constant state bytes), cached."""
+    out = []
+    for layer in spec.layers:
+        a = layer.attention
+        if a.kind == "linear":
+            out.append((layer.index, 0, 0, linear_state_bytes(a, kv_dtype, tp)))
+        else:
+            cap = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else 0
+            out.append((layer.index, layer_bytes_per_token(a, kv_dtype, tp), cap or 0, 0))
+    return tuple(out)
+
+
 def kv_cache_bytes(spec: ModelSpec, context_tokens: int, sequences: int, kv_dtype: str,
                    tp: int = 1, layers: range | None = None) -> int:
     """Total KV bytes: Σ_layers bytes_per_token(layer) * min(context, window) * sequences + states.
@@ -141,13 +157,9 @@ def kv_cache_bytes(spec: ModelSpec, context_tokens: int, sequences: int, kv_dtyp
     sequence at ``context_tokens``.
     """
     total = 0
-    for layer in spec.layers:
-        if layers is not None and layer.index not in layers:
+    for idx, per_tok, cap, state in _layer_table(spec, kv_dtype, tp):
+        if layers is not None and idx not in layers:
             continue
-        a = layer.attention
-        if a.kind == "linear":
-            total += linear_state_bytes(a, kv_dtype, tp) * sequences
-        else:
-            total += layer_bytes_per_token(a, kv_dtype, tp) * cached_tokens(a, context_tokens) \
-                * sequences
+        tokens = min(context_tokens, cap) if cap else context_tokens
+        total += (per_tok * tokens + state) * sequences
     return total

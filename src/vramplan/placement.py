@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vramplan.errors import ParallelismError
 from vramplan.inventory import TensorGroup
@@ -102,8 +103,9 @@ def shard_fraction(g: TensorGroup, spec: ModelSpec, tp: int) -> float:
     return 1.0 / tp
 
 
-def place(qm: QuantizedModel, par: Parallelism) -> list[StageShard]:
-    """Per pipeline stage, the weights one TP rank holds."""
+@lru_cache(maxsize=512)
+def place(qm: QuantizedModel, par: Parallelism) -> tuple[StageShard, ...]:
+    """Per pipeline stage, the weights one TP rank holds (cached per priced model)."""
     spec = qm.inventory.spec
     check_tp(spec, par)
     ranges = pp_layer_ranges(spec.num_layers, par.pp)
@@ -126,4 +128,4 @@ def place(qm: QuantizedModel, par: Parallelism) -> list[StageShard]:
             total += b
             by_role[g.role] = by_role.get(g.role, 0) + b
         shards.append(StageShard(s, rng, total, by_role, first, last))
-    return shards
+    return tuple(shards)

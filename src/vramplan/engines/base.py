@@ -72,7 +72,13 @@ def register_engine(name: str, factory: EngineFactory) -> None:
     _REGISTRY[name] = factory
 
 
+_LOADED: list[bool] = []
+
+
 def _load_builtins() -> None:
+    if _LOADED:
+        return
+    _LOADED.append(True)
     for mod in BUILTIN_MODULES:
         try:
             importlib.import_module(mod)

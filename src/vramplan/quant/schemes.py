@@ -60,29 +60,40 @@ class WeightEntry:
     fmt: str  # "bf16", "awq-4bit-g128", "fp8-block128", "Q4_K", ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class QuantizedModel:
+    """Priced weights; totals are computed once (identity-hashed so stages can cache on it)."""
+
     inventory: TensorInventory
     scheme: QuantScheme
     entries: tuple[WeightEntry, ...]
     mtp_bytes: int
     notes: tuple[str, ...] = field(default=())
+    weights_bytes: int = field(init=False)
+    _by_role: tuple[tuple[str, int], ...] = field(init=False)
+    _by_format: tuple[tuple[str, int, int], ...] = field(init=False)  # (fmt, bytes, params)
 
-    @property
-    def weights_bytes(self) -> int:
-        return sum(e.bytes for e in self.entries)
+    def __post_init__(self) -> None:
+        roles: dict[str, int] = {}
+        fmts: dict[str, tuple[int, int]] = {}
+        total = 0
+        for e in self.entries:
+            total += e.bytes
+            roles[e.group.role] = roles.get(e.group.role, 0) + e.bytes
+            b, n = fmts.get(e.fmt, (0, 0))
+            fmts[e.fmt] = (b + e.bytes, n + e.group.numel)
+        object.__setattr__(self, "weights_bytes", total)
+        object.__setattr__(self, "_by_role", tuple(roles.items()))
+        object.__setattr__(self, "_by_format", tuple((f, b, n) for f, (b, n) in fmts.items()))
 
     def bytes_by_role(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for e in self.entries:
-            out[e.group.role] = out.get(e.group.role, 0) + e.bytes
-        return out
+        return dict(self._by_role)
 
     def bytes_by_format(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for e in self.entries:
-            out[e.fmt] = out.get(e.fmt, 0) + e.bytes
-        return out
+        return {f: b for f, b, _ in self._by_format}
+
+    def params_by_format(self) -> dict[str, int]:
+        return {f: n for f, _, n in self._by_format}
 
 
 # ---------------------------------------------------------------- per-format byte formulas
