@@ -10,10 +10,12 @@ import difflib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from vramplan.errors import UnknownModelError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # package data (see pyproject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,19 +28,19 @@ class CatalogEntry:
     hf_quant_config: str | None
 
     def load_config(self) -> dict[str, Any]:
-        data = resources.files("vramplan.data").joinpath("models").joinpath(self.file).read_text()
+        data = (DATA_DIR / "models" / self.file).read_text(encoding="utf-8")
         return dict(json.loads(data))
 
     def load_hf_quant_config(self) -> dict[str, Any] | None:
         if not self.hf_quant_config:
             return None
-        data = resources.files("vramplan.data").joinpath("models").joinpath(self.hf_quant_config)
-        return dict(json.loads(data.read_text()))
+        data = (DATA_DIR / "models" / self.hf_quant_config).read_text(encoding="utf-8")
+        return dict(json.loads(data))
 
 
 @lru_cache(maxsize=1)
 def catalog() -> tuple[CatalogEntry, ...]:
-    raw = json.loads(resources.files("vramplan.data").joinpath("catalog.json").read_text())
+    raw = json.loads((DATA_DIR / "catalog.json").read_text(encoding="utf-8"))
     return tuple(
         CatalogEntry(id=e["id"], file=e["file"], source=e["source"], aliases=tuple(e["aliases"]),
                      official_params=e.get("official_params", ""),
