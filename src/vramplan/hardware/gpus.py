@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import re
 from dataclasses import dataclass, fields
-import json
 from pathlib import Path
 from typing import Any
 
