@@ -62,11 +62,14 @@ def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: Quan
                  f"{kvs.full_layers} layers x {est.kv_dtype}: MLA caches one latent, no x2 "
                  "for K and V")
         else:
+            n_layers = kvs.full_layers
             f = (f"2 (K,V) x {attn.num_kv_heads} KV heads x {attn.head_dim} head_dim x "
-                 f"{est.kv_dtype} = {per_layer:,} B/layer")
+                 f"{est.kv_dtype} x {n_layers} full-attention layers ({per_layer:,} B/layer)")
             if attn.num_kv_heads < attn.num_heads:
-                f += (f"; GQA: {attn.num_kv_heads} KV heads, not {attn.num_heads} "
-                      f"({attn.num_heads // attn.num_kv_heads}x less than MHA)")
+                mha = per_layer * attn.num_heads // attn.num_kv_heads * n_layers
+                f += (f"; GQA: {attn.num_kv_heads} KV heads, not {attn.num_heads}: counting all "
+                      f"{attn.num_heads} heads would give {mha:,} B/token, "
+                      f"{attn.num_heads // attn.num_kv_heads}x too much")
         out.append(ExplainLine("KV bytes/token", f, f"{kvs.bytes_per_token:,} B",
                                "vllm v1/kv_cache_interface.py page_size_bytes"))
     if kvs.windowed_layers:
