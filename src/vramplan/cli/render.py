@@ -75,11 +75,11 @@ def plain_estimate(est: Estimate, explain: bool) -> str:
     return "\n".join(lines)
 
 
-def rich_estimate(est: Estimate, explain: bool) -> None:
+def rich_estimate(est: Estimate, explain: bool, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    con = console or Console()
     m = est.model
     con.print(f"[bold]{m.id}[/]  {fmt_count(m.params_total)} params "
               f"({fmt_count(m.params_active)} active) · {m.quant} · weights "
