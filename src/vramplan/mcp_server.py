@@ -24,6 +24,7 @@ from vramplan.errors import VramplanError
 
 PROTOCOL_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")  # newest first
 MAX_LINE_BYTES = 1 << 20  # one JSON-RPC message
+HUB_HINT = "run vramplan mcp without --offline"
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -60,7 +61,8 @@ def _call_tool(name: str, arguments: Any, allow_hub: bool) -> dict[str, Any]:
         raise _RpcError(INVALID_PARAMS, f"unknown tool {name!r}; tools: estimate, plan")
     try:
         req = service.parse_request(arguments if arguments is not None else {})
-        data = (service.run_estimate if name == "estimate" else service.run_plan)(req, allow_hub)
+        run = service.run_estimate if name == "estimate" else service.run_plan
+        data = run(req, allow_hub, HUB_HINT)
     except VramplanError as exc:
         return {"content": [{"type": "text", "text": f"vramplan: error: {exc}"}], "isError": True}
     return {"content": [{"type": "text", "text": json.dumps(data)}], "structuredContent": data,

@@ -98,6 +98,9 @@ FIELDS: tuple[FieldSpec, ...] = (
               "estimate --help)."),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
+# Bounded by vramplan.api.validate_workload (1..16M tokens, 1..65536 sequences): left to it so the
+# message is the CLI's, word for word.
+API_CHECKED = frozenset({"context", "batch"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,15 +169,17 @@ def _bad(spec: FieldSpec | EngineFlag, problem: str, fix: str = "") -> InputErro
     return InputError(spec.cli if isinstance(spec, FieldSpec) else spec.flag, problem, fix)
 
 
-def _int(spec: FieldSpec | EngineFlag, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,12}\s*", value):
+def _int(spec: FieldSpec | EngineFlag, value: Any, lo: int, hi: int,
+         shown: tuple[int, int] | None = None) -> int:
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,19}\s*", value):
         value = int(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(spec, f"must be an integer, got {_show(value)}")
     if not lo <= value <= hi:
-        raise _bad(spec, f"must be between {lo:,} and {hi:,}, got {value:,}")
+        a, b = shown or (lo, hi)
+        raise _bad(spec, f"must be between {a:,} and {b:,}, got {_show(value)}")
     return value
 
 
@@ -239,7 +244,10 @@ def check_config(value: Any) -> dict[str, Any]:
     return value
 
 
-def check_model_name(name: str, allow_hub: bool) -> str:
+HUB_HINT = "start it with --allow-hub"  # how to turn the Hub on, for this interface
+
+
+def check_model_name(name: str, allow_hub: bool, hub_hint: str = HUB_HINT) -> str:
     """A catalog id/alias (canonical id returned) or, when allowed, a Hub id; never a path."""
     from vramplan.model import catalog
 
@@ -253,8 +261,8 @@ def check_model_name(name: str, allow_hub: bool) -> str:
     hint = f"did you mean: {', '.join(sug)}? " if sug else ""
     if not allow_hub:
         raise InputError("MODEL", f"{name!r} is not in the built-in catalog",
-                         f"{hint}this server does not fetch from the Hugging Face Hub (start it "
-                         "with --allow-hub), but a pasted config.json works")
+                         f"{hint}this server does not fetch from the Hugging Face Hub "
+                         f"({hub_hint}), but a pasted config.json works")
     refused = InputError("MODEL", f"{name!r} is neither a built-in model nor a Hub id (org/name)",
                          f"{hint}this server never reads local files: paste the config.json")
     if not HUB_ID.fullmatch(name) or ".." in name or "--" in name:
@@ -348,10 +356,15 @@ def parse_request(data: Mapping[str, Any]) -> EstimateRequest:
                              f"known fields: {', '.join(_BY_NAME)}")
         if spec.kind == "str":
             values[key] = _str(spec, value, spec.max_length or MAX_STR)
+        elif key in API_CHECKED:  # api.estimate bounds these with the CLI's own messages
+            if spec.kind == "tokens" and isinstance(value, str):
+                from vramplan.units import parse_tokens
+
+                value = parse_tokens(value[:32], spec.cli)
+            values[key] = _int(spec, value, -(2**62), 2**62,
+                               (spec.minimum or 1, spec.maximum or 1))
         elif spec.kind == "int":
             values[key] = _int(spec, value, spec.minimum or 0, spec.maximum or MAX_ENGINE_INT)
-        elif spec.kind == "tokens":
-            values[key] = _tokens(spec, value, 1)
         elif spec.kind == "size":
             values[key] = _size(spec, value)
         elif key == "config":
@@ -369,22 +382,25 @@ def parse_request(data: Mapping[str, Any]) -> EstimateRequest:
     return EstimateRequest(**values)
 
 
-def model_argument(req: EstimateRequest, allow_hub: bool) -> str | dict[str, Any]:
+def model_argument(req: EstimateRequest, allow_hub: bool,
+                   hub_hint: str = HUB_HINT) -> str | dict[str, Any]:
     """What ``api.estimate`` gets as its model: the inline config, or a checked name."""
     if req.config is not None:
         return req.config
     assert req.model is not None  # parse_request guarantees one of the two
-    return check_model_name(req.model, allow_hub)
+    return check_model_name(req.model, allow_hub, hub_hint)
 
 
 # ---------------------------------------------------------------- the calls
 
-def run_estimate(req: EstimateRequest, allow_hub: bool) -> dict[str, Any]:
+def run_estimate(req: EstimateRequest, allow_hub: bool,
+                 hub_hint: str = HUB_HINT) -> dict[str, Any]:
     """``report.to_dict(api.estimate(...))``: exactly what ``vramplan estimate --json`` prints."""
     from vramplan.api import estimate
     from vramplan.report import to_dict
 
-    est = estimate(model_argument(req, allow_hub), allow_hub=allow_hub, **req.kwargs())
+    est = estimate(model_argument(req, allow_hub, hub_hint), allow_hub=allow_hub,
+                   **req.kwargs())
     return to_dict(est)
 
 
@@ -412,7 +428,7 @@ def plan_available() -> bool:
     return True
 
 
-def run_plan(req: EstimateRequest, allow_hub: bool) -> dict[str, Any]:
+def run_plan(req: EstimateRequest, allow_hub: bool, hub_hint: str = HUB_HINT) -> dict[str, Any]:
     """``vramplan.plan.plan(model, ...)`` with the request's settings, serialized."""
     fn = plan_function()
     kwargs = dict(req.kwargs(), allow_hub=allow_hub)
@@ -422,7 +438,7 @@ def run_plan(req: EstimateRequest, allow_hub: bool) -> dict[str, Any]:
         params = {}  # type: ignore[assignment]
     if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs = {k: v for k, v in kwargs.items() if k in params}  # what this plan() takes
-    result = fn(model_argument(req, allow_hub), **kwargs)
+    result = fn(model_argument(req, allow_hub, hub_hint), **kwargs)
     return plan_to_dict(result)
 
 
