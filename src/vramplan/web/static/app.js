@@ -279,13 +279,17 @@
     }
     const verdict = clear($("verdict"));
     verdict.className = "verdict unknown";
-    verdict.append(el("p", { class: "verdict-title" }, "No answer"),
+    verdict.append(el("p", { class: "verdict-title", id: "verdict-title" }, "No answer"),
       el("p", { class: "verdict-detail" }, "Fix the input named above."));
+    for (const id of ["summary", "devices", "command-box", "plan-section", "explain"]) {
+      $(id).classList.add("stale"); // the last answer, for other inputs
+    }
     $("mini-verdict").className = "mini-verdict nofit";
     $("mini-verdict").textContent = "No answer: see the error";
   }
 
   function clearError() {
+    for (const node of document.querySelectorAll(".stale")) node.classList.remove("stale");
     $("error").hidden = true;
     $("error").textContent = "";
     for (const input of document.querySelectorAll("[aria-invalid]")) {
