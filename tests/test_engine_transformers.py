@@ -171,8 +171,14 @@ def test_nvml_figure_adds_driver_reserved_memory() -> None:
 
 def test_bad_inputs_name_the_flag() -> None:
     with pytest.raises(InputError) as e:
-        estimate(LLAMA8, gpu="h100", engine="transformers", kv_dtype="fp8")
+        estimate(LLAMA8, gpu="h100", engine="transformers", kv_dtype="q8_0")
     assert e.value.field == "--kv-dtype"
+    with pytest.raises(InputError) as e:
+        estimate(LLAMA8, gpu="h100", engine="transformers", quant="q4_k_m")
+    assert e.value.field == "--quant" and "llamacpp" in e.value.fix
+    fp8 = estimate(LLAMA8, gpu="h100", engine="transformers", kv_dtype="fp8", context=1024)
+    assert fp8.devices[0].kv_cache_bytes == 1024 * 32 * 8 * 256 * 2
+    assert any("KV ignored" in n for n in fp8.notes)
     with pytest.raises(InputError) as e:
         estimate(LLAMA8, gpu="h100", engine="transformers",
                  engine_options={"attn_implementation": "paged"})

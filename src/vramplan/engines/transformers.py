@@ -192,7 +192,14 @@ class TransformersEngine:
         qm, wl, gpu, p = setup.model, setup.workload, setup.gpu, self.profile
         spec, scheme, opts = qm.inventory.spec, qm.scheme, wl.options
         d = 4 if spec.torch_dtype == "float32" and scheme.method == "none" else 2
-        if wl.kv_dtype not in ("bf16", "fp16", "fp32"):
+        notes = []
+        if scheme.method == "gguf":
+            raise InputError("--quant", "transformers dequantizes GGUF files when loading them "
+                             "(gguf_file=...), so GGUF weights are not kept quantized",
+                             "use --engine llamacpp for GGUF, or the safetensors checkpoint")
+        if wl.kv_dtype.startswith("fp8"):
+            notes.append(f"DynamicCache keeps K/V in the model dtype: {wl.kv_dtype} KV ignored")
+        elif wl.kv_dtype not in ("bf16", "fp16", "fp32"):
             raise InputError("--kv-dtype", f"transformers' DynamicCache keeps K/V in the model "
                              f"dtype, not {wl.kv_dtype}", "use --kv-dtype auto")
         attn = str(opts.get("attn_implementation") or p.attn)
@@ -270,7 +277,6 @@ class TransformersEngine:
         figures = self._figures(spec, dmap, peaks, gpu.memory_bytes - gpu.memory_reported_bytes,
                                 budgets, attn, prompt, devices)
         failure, fix = self._failure(devices, bnb, offloaded, dmap)
-        notes = []
         if offloaded:
             notes.append(f"{len(offloaded)} modules offloaded ({fmt_bytes(host)} in host RAM"
                          + (", rest on disk" if "disk" in dmap.values() else "") + "): every "
