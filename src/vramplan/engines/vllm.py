@@ -113,7 +113,7 @@ INPLACE_SAMPLER_BYTES_PER_LOGIT = 14
 INPLACE_SAMPLER_MIN_ROWS = 8
 # ASSUMPTION (calibrated, scripts/accuracy.py --calibrate): memory per captured CUDA graph per
 # piecewise segment (decoder layers + 1); the pool for the largest batch adds one forward.
-GRAPH_BYTES_PER_SEGMENT = int(0.35 * MIB)
+GRAPH_BYTES_PER_SEGMENT = int(0.34 * MIB)
 # Non-torch increase during profiling (cuBLAS/attention workspaces; NCCL and custom all-reduce
 # buffers at tp*pp > 1). Measured: 0.02-0.33 GiB at TP=1 (median 0.13), 0.54 GiB at TP=2
 # (llm-d-planner empirical table, H100, 0.11.0). ASSUMPTION: constant for every tp > 1.
@@ -492,6 +492,9 @@ class VllmEngine:
         host = int(float(st["offload"]) * GIB) * par.devices
         figures = self._figures(st, stages, num_blocks, page, group_size, kv_tokens,
                                 concurrency, tight.block, ok)
+        figures["kv_bytes_per_request"] = max(
+            (needed_bytes(s.specs, mml, tokens_batched, s.block) for s in stages), default=0)
+        figures["unreserved_bytes"] = total - budget
         return EngineResult(devices=tuple(devices), host_ram_bytes=host, figures=figures,
                             assumptions=self._assumptions(st, stages), failure=failure, fix=fix,
                             command=self._command(setup, st), notes=tuple(notes))
