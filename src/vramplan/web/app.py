@@ -16,6 +16,7 @@ body over 256 KiB -> 413. The request rules (bounds, no local files, Hub only wi
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +308,30 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class ServerTiming:
+    """``Server-Timing: app;dur=<ms>`` on every response: time inside the server, so a load
+    test can tell server time from client and network time (bench/bench_http.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - start) * 1000
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={ms:.2f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 # ---------------------------------------------------------------- the app
 
 def create_app(allow_hub: bool = False) -> FastAPI:
@@ -324,6 +349,7 @@ def create_app(allow_hub: bool = False) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(ServerTiming)
 
     query_doc = {"parameters": service.query_parameters()}
 
