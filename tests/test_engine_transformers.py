@@ -82,7 +82,15 @@ def test_weights_spread_over_two_gpus() -> None:
     assert f["layers_per_device"]["cuda:0"] + f["layers_per_device"]["cuda:1"] == 80
     assert est.host_ram_bytes == 0 and est.fits
     assert f["weights_bytes"] == est.weights_bytes
-    assert any("--tp/--pp are ignored" in n for n in est.notes)
+    assert est.tp == 1 and est.gpu_count == 2  # device_map spreads layers; no tensor parallel
+
+
+def test_tensor_parallel_flag_rejected_for_transformers() -> None:
+    from vramplan.errors import InputError
+
+    with pytest.raises(InputError, match="--tp"):
+        estimate("meta-llama/Llama-3.1-70B-Instruct", gpu="a100-80gb-sxm", gpus=2, tp=2,
+                 engine="transformers", context=4096)
 
 
 def test_offload_goes_to_host_ram_and_stages_on_gpu0() -> None:

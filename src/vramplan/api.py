@@ -68,6 +68,10 @@ def load(model: str | Mapping[str, Any], *, allow_hub: bool = True) -> LoadedMod
 @lru_cache(maxsize=256)
 def _priced(lm: LoadedModel, quant: str | None) -> QuantizedModel:
     spec = lm.spec
+    if lm.source.origin == "gguf":
+        from vramplan.model.gguf_source import priced_for_source
+
+        return priced_for_source(lm.inventory, lm.source, quant)
     ckpt = scheme_from_config(spec.quantization_config) if spec.quantization_config else None
     if quant:
         scheme = scheme_from_name(quant)
@@ -116,7 +120,15 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     lm = load(model, allow_hub=allow_hub)
     spec = lm.spec
     hw = resolve_gpu(gpu, vram)
-    tp_ = tp if tp is not None else max(1, (gpus or 1) // max(pp, 1))
+    eng = get_engine(default_engine(lm.source.origin) if engine == "auto" else engine)
+    if getattr(eng, "tensor_parallel", True):
+        tp_ = tp if tp is not None else max(1, (gpus or 1) // max(pp, 1))
+    else:
+        if (tp or 1) > 1 or pp > 1:
+            raise InputError("--tp/--pp", f"{eng.name} does not use tensor or pipeline "
+                             "parallelism", f"drop --tp/--pp; {eng.name} spreads layers over "
+                             "--gpus")
+        tp_ = 1
     par = Parallelism(tp=tp_, pp=pp, ep=ep)
     n_gpus = gpus if gpus is not None else par.devices
     if n_gpus < par.devices:
@@ -133,7 +145,6 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     kvd = resolve_kv_dtype(kvd, spec)
     shards = place(qm, par)
     wl = Workload(ctx, batch, kvd, ctx_default, dict(engine_options or {}))
-    eng = get_engine(default_engine(lm.source.origin) if engine == "auto" else engine)
     setup = Setup(qm, hw, n_gpus, par, tuple(shards), wl, ram)
     res = eng.estimate(setup)
     kvs = summarize(spec, kvd)

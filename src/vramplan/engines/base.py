@@ -56,6 +56,9 @@ class EngineResult:
 class EngineModel(Protocol):
     name: str
     version: str
+    # False for engines that spread layers over GPUs instead of sharding tensors (llama.cpp
+    # layer split, transformers device_map): api.estimate then keeps tp=1 on --gpus GPUs.
+    tensor_parallel: bool
 
     def estimate(self, setup: Setup) -> EngineResult: ...
 

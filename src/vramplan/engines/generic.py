@@ -52,6 +52,7 @@ def activation_peak_bytes(spec: ModelSpec, tokens: int, sequences: int, tp: int)
 class GenericEngine:
     name = "generic"
     version = "1"
+    tensor_parallel = True
 
     def estimate(self, setup: Setup) -> EngineResult:
         qm, wl, par = setup.model, setup.workload, setup.parallel
@@ -81,7 +82,8 @@ class GenericEngine:
             for r in range(par.tp):
                 idx = shard.stage * par.tp + r
                 devices.append(DeviceEstimate(f"GPU{idx}", "gpu", setup.gpu.name,
-                                              setup.gpu.usable_bytes, comps))
+                                              min(setup.gpu.memory_reported_bytes,
+                                                  setup.gpu.usable_bytes), comps))
         assumptions = (
             f"generic engine: KV cache sized exactly for {wl.context_tokens} tokens x {wl.batch} "
             "sequences (no preallocation)",

@@ -182,6 +182,7 @@ def logits_bytes(spec: ModelSpec, b: int, t: int, d: int, p: HfProfile) -> int:
 
 
 class TransformersEngine:
+    tensor_parallel = False  # device_map="auto" spreads whole layers over the GPUs
     name = "transformers"
 
     def __init__(self, profile: HfProfile, requested: str | None = None) -> None:
