@@ -41,52 +41,40 @@ class Profile:
 
     version: str
     commit: str  # vllm/_version.py __commit_id__ of the release wheel
-    default_util: float = 0.9  # config/cache.py CacheConfig.gpu_memory_utilization
+    util_092: bool = False  # config/cache.py CacheConfig.gpu_memory_utilization 0.9 -> 0.92
     graph_estimate_applied: bool = False  # envs VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default
     tokens_from_concurrency: bool = False  # "GPU KV cache size" = int(concurrency x len)
     sampler_inplace: bool = False  # Triton top-k/top-p in place for >= 8 rows (no full sort)
     graph_sizes_step16: bool = False  # capture sizes 8-step to 256, then 16-step
     tier_160gib: bool = False  # get_batch_defaults: >= 160 GiB GPUs get 16384 tokens
-    typo_models: bool = True  # the max-len error spells "models's" up to 0.21
+    typo_fixed: bool = False  # the max-len error spells "models's" up to 0.21
     gb10_small_tier: bool = False  # GB10 (cc 12.1) kept on the small batch tier
+
+    @property
+    def default_util(self) -> float:
+        return 0.92 if self.util_092 else 0.9
 
 
 def _profiles(rows: tuple[tuple[str, str, str], ...]) -> tuple[Profile, ...]:
-    """Rows of (version, commit, changes since the previous row); changes accumulate."""
-    out: list[Profile] = []
-    cur = Profile("", "")
+    """Rows of (version, commit, flags switched on at that release); flags accumulate."""
+    out, cur = [], Profile("", "")
     for version, commit, changes in rows:
-        flags = {f: True for f in changes.split()}
-        if "util092" in flags:
-            flags.pop("util092")
-            cur = replace(cur, default_util=0.92)
-        if "fixed_typo" in flags:
-            flags.pop("fixed_typo")
-            cur = replace(cur, typo_models=False)
-        cur = replace(cur, version=version, commit=commit, **flags)
+        cur = replace(cur, version=version, commit=commit, **{f: True for f in changes.split()})
         out.append(cur)
     return tuple(out)
 
 
 # SOURCE: the release wheels of vllm on PyPI, commit from vllm/_version.py (0.10.0 has none).
+# A version between two rows behaves as the older row.
 PROFILES: tuple[Profile, ...] = _profiles((
-    ("0.10.0", "v0.10.0", ""),
-    ("0.10.1.1", "g1da94e673", ""),
-    ("0.10.2", "g26b999c71", ""),
-    ("0.11.0", "gf71952c1c", ""),
-    ("0.12.0", "g4fd9d6a85", "graph_sizes_step16"),
-    ("0.13.0", "g72506c983", ""),
-    ("0.14.1", "gd7de043d5", ""),
-    ("0.16.0", "g89a77b108", ""),
-    ("0.17.1", "g95c0f928c", "sampler_inplace"),
-    ("0.19.1", "gb1388b1fb", ""),
-    ("0.20.0", "gb8160878f", "util092 graph_estimate_applied"),
-    ("0.20.2", "gbc150f502", "tokens_from_concurrency"),
-    ("0.21.0", "gad7125a43", ""),
-    ("0.22.1", "g0decac0d9", "fixed_typo"),
-    ("0.26.0", "gffd46bfab", ""),
-    ("0.27.1", "g6e448d0ea", ""),
-    ("0.28.0", "g2cf0a6915", "tier_160gib"),
+    ("0.10.0", "v0.10.0", ""), ("0.10.1.1", "g1da94e673", ""), ("0.10.2", "g26b999c71", ""),
+    ("0.11.0", "gf71952c1c", ""), ("0.12.0", "g4fd9d6a85", "graph_sizes_step16"),
+    ("0.13.0", "g72506c983", ""), ("0.14.1", "gd7de043d5", ""), ("0.16.0", "g89a77b108", ""),
+    ("0.17.1", "g95c0f928c", "sampler_inplace"), ("0.19.1", "gb1388b1fb", ""),
+    ("0.20.0", "gb8160878f", "util_092 graph_estimate_applied"),
+    ("0.20.2", "gbc150f502", "tokens_from_concurrency"), ("0.21.0", "gad7125a43", ""),
+    ("0.22.1", "g0decac0d9", "typo_fixed"), ("0.26.0", "gffd46bfab", ""),
+    ("0.27.1", "g6e448d0ea", ""), ("0.28.0", "g2cf0a6915", "tier_160gib"),
     ("0.33.0", "g4ba787ec9", "gb10_small_tier"),
 ))
 
@@ -356,6 +344,7 @@ def _gib(b: int | float) -> str:
 
 class VllmEngine:
     name = "vllm"
+    tensor_parallel = True  # shards tensors over --tensor-parallel-size ranks
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
@@ -468,7 +457,7 @@ class VllmEngine:
             if need > tight.available_kv:
                 best = estimate_max_len(tight.specs, mml, tokens_batched, tight.block,
                                         tight.available_kv)
-                owner = "models's" if prof.typo_models else "model's"
+                owner = "model's" if prof.typo_fixed else "models's"
                 failure = (f"vLLM stops at KV sizing: one request at the {owner} max seq len "
                            f"({mml}) needs {_gib(need)} of KV cache, more than the "
                            f"{_gib(tight.available_kv)} available"
