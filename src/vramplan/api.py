@@ -161,7 +161,12 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     if ctx > spec.max_position_embeddings:
         notes.append(f"context {ctx:,} is beyond the trained {spec.max_position_embeddings:,}")
     assumptions = list(res.assumptions)
-    if ctx_default:
+    if res.context_tokens is not None and res.context_tokens != ctx:
+        ctx = res.context_tokens
+        if ctx_default:
+            assumptions.insert(0, f"context: {ctx:,} tokens, {eng.name}'s default for this "
+                               "model; set --context")
+    elif ctx_default:
         assumptions.insert(0, f"context: {ctx:,} tokens (default: the model's "
                            f"{spec.max_position_embeddings:,} capped at {DEFAULT_CONTEXT_CAP:,};"
                            " set --context)")

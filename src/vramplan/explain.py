@@ -81,9 +81,19 @@ def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: Quan
                                "constant recurrent + conv state per sequence",
                                fmt_bytes(kvs.state_bytes_per_sequence) + " per sequence"))
     kv_total = sum(d.kv_cache_bytes for d in est.devices)
-    out.append(ExplainLine("KV cache", f"{kvs.bytes_per_token:,} B/token x {est.context_tokens:,}"
-                           f" tokens x {est.batch} seq (+ windows/states), over {est.tp} TP "
-                           "ranks", fmt_bytes(kv_total)))
+    pool_tokens = est.engine_figures.get("kv_cache_tokens") or est.engine_figures.get(
+        "kv_pool_tokens")
+    if pool_tokens:
+        conc = est.engine_figures.get("max_concurrency")
+        f = (f"{est.engine} preallocates what its budget leaves after weights, activations and "
+             f"graphs: {int(pool_tokens):,} tokens")
+        if conc:
+            f += f", {conc}x requests of {est.context_tokens:,} tokens"
+        out.append(ExplainLine("KV cache", f, fmt_bytes(kv_total), est.engine))
+    else:
+        out.append(ExplainLine("KV cache", f"{kvs.bytes_per_token:,} B/token x "
+                               f"{est.context_tokens:,} tokens x {est.batch} seq (+ windows/"
+                               f"states), over {est.tp} TP ranks", fmt_bytes(kv_total)))
     for d in est.devices[:8]:
         parts = " + ".join(f"{c.name} {fmt_bytes(c.bytes)}" for c in d.components)
         verdict = "fits" if d.fits else "DOES NOT FIT"

@@ -51,6 +51,9 @@ class EngineResult:
     failure: str | None = None
     fix: str | None = None
     notes: tuple[str, ...] = ()
+    # The context the engine actually runs with (vLLM max_model_len, llama.cpp n_ctx) when it
+    # differs from what was asked, e.g. the engine's own default; None: the workload's.
+    context_tokens: int | None = None
 
 
 class EngineModel(Protocol):

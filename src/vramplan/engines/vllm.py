@@ -486,7 +486,8 @@ class VllmEngine:
         figures["unreserved_bytes"] = total - budget
         return EngineResult(devices=tuple(devices), host_ram_bytes=host, figures=figures,
                             assumptions=self._assumptions(st, stages), failure=failure, fix=fix,
-                            command=self._command(setup, st), notes=tuple(notes))
+                            command=self._command(setup, st), notes=tuple(notes),
+                            context_tokens=int(st["mml"]))
 
     def _failure(self, setup: Setup, st: dict[str, int | float | bool], stages: list[StagePlan],
                  total: int, budget: int) -> tuple[str | None, str | None]:
