@@ -174,6 +174,7 @@ def weight_tensors(shard: StageShard, spec: ModelSpec) -> int:
 
 class SglangEngine:
     name = "sglang"
+    tensor_parallel = True
 
     def __init__(self, profile: SglangProfile, requested: str | None = None) -> None:
         self.profile = profile
