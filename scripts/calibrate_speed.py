@@ -229,8 +229,6 @@ MISSES: dict[tuple[str, str], str] = {
     ("speed-027", "*"): LEGACY,
     ("speed-029", "prefill_tokens_per_s"): LEGACY,
     ("speed-030", "prefill_tokens_per_s"): LEGACY,
-    ("speed-081", "decode_tokens_per_s"): "--enforce-eager: no CUDA graphs, PyTorch launches "
-    "every kernel from Python (~0.3 ms per layer), which the CUDA-graph overhead constant omits",
     ("speed-083", "decode_tokens_per_s"): "vLLM runs AWQ DeepSeek MoE through moe_wna16 "
     "kernels, far from the bandwidth roofline; MLA decode overhead at TP=8",
     ("speed-087", "*"): "ROCm MXFP4 MoE kernels on MI300X and continuous batching: TPOT includes "
@@ -409,12 +407,13 @@ GRID = {
     "LAYER_OVERHEAD_S": [i * 5e-6 for i in range(0, 25)],
     "HOST_BANDWIDTH_EFFICIENCY": [0.3 + 0.025 * i for i in range(25)],
     "HOST_LAYER_OVERHEAD_S": [i * 25e-6 for i in range(0, 25)],
-    "ALLREDUCE_LATENCY_NVLINK_S": [i * 2.5e-6 for i in range(2, 21)],
+    "EAGER_LAYER_OVERHEAD_S": [i * 25e-6 for i in range(0, 25)],
+    "ALLREDUCE_HOP_LATENCY_S": [i * 0.25e-6 for i in range(0, 25)],
     "COMPUTE_EFFICIENCY": [0.2 + 0.025 * i for i in range(29)],
     "METAL_COMPUTE_EFFICIENCY": [0.4 + 0.025 * i for i in range(21)],
 }
 _DECODE = ("GPU_BANDWIDTH_EFFICIENCY", "METAL_BANDWIDTH_EFFICIENCY", "LAYER_OVERHEAD_S",
-           "HOST_BANDWIDTH_EFFICIENCY", "HOST_LAYER_OVERHEAD_S", "ALLREDUCE_LATENCY_NVLINK_S")
+           "HOST_BANDWIDTH_EFFICIENCY", "HOST_LAYER_OVERHEAD_S", "ALLREDUCE_HOP_LATENCY_S", "EAGER_LAYER_OVERHEAD_S")
 
 
 def _loss(cases: list[dict[str, Any]], metrics: tuple[str, ...]) -> float:

@@ -32,7 +32,7 @@ from vramplan.hardware.host import HostMemory, pcie_bytes_per_s, typical_host
 from vramplan.kv import cached_tokens, layer_bytes_per_token, linear_state_bytes
 from vramplan.model.spec import ModelSpec
 from vramplan.placement import Parallelism
-from vramplan.plan.offload import Residence, WeightSplit, split_weights
+from vramplan.plan.offload import Residence, WeightSplit, split_cached
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.result import Estimate
 from vramplan.units import GIB
@@ -42,7 +42,7 @@ __all__ = ["SpeedSetup", "decode_terms", "estimate_speed", "prefill_terms", "spe
 # --- efficiencies (fitted by scripts/calibrate_speed.py; see tests/data/measured_speed.json) ---
 # Share of peak DRAM bandwidth a decode step's weight and KV reads reach on a GPU (llama.cpp
 # mmvq/mmv kernels, vLLM Marlin/cuBLAS GEMV). Fitted on the llama-bench tg rows.
-GPU_BANDWIDTH_EFFICIENCY = 0.84
+GPU_BANDWIDTH_EFFICIENCY = 0.86
 # Share of peak dense tensor throughput reached by prefill GEMMs (llama.cpp pp512, vLLM TTFT).
 COMPUTE_EFFICIENCY = 0.475
 # The same for Apple GPUs (no tensor cores: Metal simdgroup matmuls on the ALUs, whose peak the
@@ -54,9 +54,13 @@ HOST_BANDWIDTH_EFFICIENCY = 0.55
 # The same share for the GPU of an Apple M-series SoC (Metal): its GPU cannot draw the SoC's
 # full bandwidth, and k-quant dequantization on its ALUs adds to the reads. Fitted on the Apple
 # llama-bench rows.
-METAL_BANDWIDTH_EFFICIENCY = 0.62
+METAL_BANDWIDTH_EFFICIENCY = 0.64
 # Fixed time per decoder layer per step: kernel launches, syncs, small ops (norms, rope, router).
-LAYER_OVERHEAD_S = 60e-6
+LAYER_OVERHEAD_S = 65e-6
+# Extra time per decoder layer per step without CUDA graphs (PyTorch eager: every kernel launched
+# from Python): vLLM --enforce-eager, and HF transformers generate() (ASSUMPTION: same cost).
+# Fitted on the one eager case (speed-081, Qwen3-14B-AWQ on A100, 40 layers: TPOT 20.6 ms).
+EAGER_LAYER_OVERHEAD_S = 350e-6
 # Extra time per decoder layer whose tensors sit in host RAM (llama.cpp): the scheduler's
 # GPU<->CPU split, activation copies both ways and the CPU thread-pool barrier. Fitted on the one
 # partial-offload case with a stated configuration (speed-062).
@@ -64,10 +68,11 @@ HOST_LAYER_OVERHEAD_S = 225e-6
 # ASSUMPTION: share of PCIe peak reached by pinned host-to-device copies; cudaMemcpy of pinned
 # buffers reaches ~25 of 31.5 GB/s on gen4 x16 (NVIDIA nvbandwidth / bandwidthTest figures).
 PCIE_EFFICIENCY = 0.8
-# Time of one small all-reduce over NVLink, fitted on the TP=8 DeepSeek-R1 serving rows (it
-# also absorbs their MLA/MoE dispatch overhead; nccl-tests give ~10-20 us for a bare 8-GPU
-# all-reduce of a few KiB). ASSUMPTION: over PCIe it takes PCIE_LATENCY_FACTOR times as long.
-ALLREDUCE_LATENCY_NVLINK_S = 37.5e-6
+# Per-hop latency of a ring all-reduce over NVLink: a small all-reduce over tp GPUs takes
+# 2 (tp - 1) hops. Fitted on the TP=8 DeepSeek-R1 serving rows (so it also absorbs their MLA/MoE
+# dispatch overhead); nccl-tests put a bare 8-GPU all-reduce of a few KiB at ~10-20 us, i.e.
+# ~1 us per hop. ASSUMPTION: over PCIe a hop takes PCIE_LATENCY_FACTOR times as long.
+ALLREDUCE_HOP_LATENCY_S = 2.5e-6
 PCIE_LATENCY_FACTOR = 3.0
 # llama.cpp copies CPU-resident weights to the GPU for matmuls of at least this many tokens
 # (ggml/src/ggml-cuda/ggml-cuda.cu ggml_backend_cuda_device_offload_op: min_batch_size = 32).
@@ -168,17 +173,17 @@ def bandwidth_efficiency(gpu: Gpu) -> float:
 
 
 def _link(gpu: Gpu) -> tuple[float, float]:
-    """(bytes/s per direction, latency) of the GPU-to-GPU link: NVLink/IF if any, else PCIe."""
+    """(bytes/s per direction, hop latency) of the GPU-to-GPU link: NVLink/IF, else PCIe."""
     if gpu.interconnect_bytes_per_s:
-        return gpu.interconnect_bytes_per_s / 2, ALLREDUCE_LATENCY_NVLINK_S
+        return gpu.interconnect_bytes_per_s / 2, ALLREDUCE_HOP_LATENCY_S
     return float(pcie_bytes_per_s(gpu.pcie_gen or 4)), \
-        ALLREDUCE_LATENCY_NVLINK_S * PCIE_LATENCY_FACTOR
+        ALLREDUCE_HOP_LATENCY_S * PCIE_LATENCY_FACTOR
 
 
 def _allreduce_s(gpu: Gpu, tp: int, msg_bytes: float) -> float:
-    """Ring all-reduce: latency + 2 (tp-1)/tp x message / link bandwidth."""
-    bw, lat = _link(gpu)
-    return lat + 2 * (tp - 1) / tp * msg_bytes / bw
+    """Ring all-reduce: 2 (tp-1) hops x latency + 2 (tp-1)/tp x message / link bandwidth."""
+    bw, hop = _link(gpu)
+    return 2 * (tp - 1) * hop + 2 * (tp - 1) / tp * msg_bytes / bw
 
 
 def _pcie(s: SpeedSetup) -> float:
@@ -190,7 +195,7 @@ def _host(s: SpeedSetup) -> HostMemory:
 
 
 def _split(s: SpeedSetup) -> WeightSplit:
-    return split_weights(s.qm, s.par, s.gpu_count, s.engine, s.options)
+    return split_cached(s.qm, s.par, s.gpu_count, s.engine, s.options)
 
 
 def _step_reads(r: Residence, frac: float, batch: int) -> float:
@@ -231,7 +236,9 @@ def decode_terms(s: SpeedSetup, split: WeightSplit | None = None) -> dict[str, f
         n_tp_layers = len(sp.stages[0].layers) if sp.stages else 0
         per = _allreduce_s(s.gpu, sp.tp, b * spec.hidden_size * 2)
         terms["interconnect"] += 2 * per * n_tp_layers * len(sp.stages)
-    terms["launch_overhead"] += spec.num_layers * LAYER_OVERHEAD_S
+    eager = s.engine == "transformers" or bool(s.options.get("enforce_eager"))
+    terms["launch_overhead"] += spec.num_layers * (EAGER_LAYER_OVERHEAD_S if eager
+                                                   else LAYER_OVERHEAD_S)
     return terms
 
 
@@ -271,7 +278,7 @@ def _range(value: float | None, rng: tuple[float, float]) -> dict[str, float | N
             "high": round(value * rng[1], 3)}
 
 
-def speed_dict(s: SpeedSetup) -> dict[str, Any]:
+def speed_dict(s: SpeedSetup, split: WeightSplit | None = None) -> dict[str, Any]:
     """The ``speed`` object of ``estimate --json``: rates with a low/high range, and why."""
     assumptions: list[str] = []
     if s.gpu_count > 0 and (not s.gpu.bandwidth_bytes_per_s or not s.gpu.bf16_dense_tflops):
@@ -279,7 +286,7 @@ def speed_dict(s: SpeedSetup) -> dict[str, Any]:
                 "prefill_tokens_per_s": _range(None, PREFILL_RANGE),
                 "ttft_s": _range(None, PREFILL_RANGE), "bound_by": None,
                 "assumptions": [f"{s.gpu.name}: bandwidth/TFLOPS unknown; no speed estimate"]}
-    sp = _split(s)
+    sp = split or _split(s)
     dec = decode_terms(s, sp)
     step = sum(dec.values())
     host_used = sp.host.total_bytes > 0
@@ -323,12 +330,13 @@ def estimate_speed(est: Estimate, qm: QuantizedModel, gpu: Gpu, host: HostMemory
                    prompt_tokens: int | None = None) -> dict[str, Any]:
     """Speed of the setup an ``Estimate`` describes (``api.estimate`` wires this in).
 
-    Decode is given at a KV depth of ``depth_tokens`` (default: the full context, the slowest
-    point of a sequence) and TTFT for a ``prompt_tokens`` prompt (default: the full context).
+    Decode is given at a KV depth of ``depth_tokens`` (default: half the context, the mean
+    depth of a sequence that fills it) and TTFT for a ``prompt_tokens`` prompt (default: the
+    full context).
     """
     ctx = est.context_tokens
     s = SpeedSetup(qm, gpu, est.gpu_count, Parallelism(est.tp, est.pp), est.engine, est.batch,
-                   ctx if depth_tokens is None else depth_tokens,
+                   ctx // 2 if depth_tokens is None else depth_tokens,
                    ctx if prompt_tokens is None else prompt_tokens, est.kv_dtype, host,
                    dict(engine_options or {}))
     return speed_dict(s)

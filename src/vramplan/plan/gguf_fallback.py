@@ -19,7 +19,7 @@ from vramplan.errors import InputError
 from vramplan.inventory import TensorGroup, TensorInventory
 from vramplan.quant.schemes import QuantizedModel, QuantScheme, WeightEntry, scheme_from_name
 
-__all__ = ["gguf_pricing_available", "price_gguf", "priced"]
+__all__ = ["gguf_pricing_available", "price_gguf", "priced", "screen_priced"]
 
 
 def gguf_pricing_available() -> bool:
@@ -83,15 +83,29 @@ def price_gguf(inv: TensorInventory, scheme: QuantScheme) -> QuantizedModel:
 
 
 @lru_cache(maxsize=256)
-def _fallback_cached(lm: Any, quant: str) -> QuantizedModel:
-    return price_gguf(lm.inventory, scheme_from_name(quant))
+def _fallback_cached(lm: Any, quant: str | None) -> QuantizedModel:
+    return price_gguf(lm.inventory, scheme_from_name(quant or ""))
 
 
 def priced(lm: Any, quant: str | None) -> QuantizedModel:
     """``api._priced`` when it can price ``quant``, else the GGUF fallback above."""
-    from vramplan import api
-
     scheme = scheme_from_name(quant) if quant else None
     if scheme is not None and scheme.method == "gguf" and not gguf_pricing_available():
         return _fallback_cached(lm, quant)
+    return api_priced(lm, quant)
+
+
+def screen_priced(lm: Any, quant: str | None) -> QuantizedModel:
+    """For the planner's screen: GGUF through this module always (same bytes as
+    ``quant.gguf_pricing``, which expands every expert by name and is ~20-50x slower on large
+    MoE models); the engine check still goes through ``api.estimate``."""
+    scheme = scheme_from_name(quant) if quant else None
+    if scheme is not None and scheme.method == "gguf":
+        return _fallback_cached(lm, quant)
+    return api_priced(lm, quant)
+
+
+def api_priced(lm: Any, quant: str | None) -> QuantizedModel:
+    from vramplan import api
+
     return api._priced(lm, quant)

@@ -29,10 +29,11 @@ from typing import Any
 from vramplan.inventory import TensorGroup
 from vramplan.placement import Parallelism, place, shard_fraction
 from vramplan.quant.schemes import QuantizedModel
-from vramplan.units import GIB
+from vramplan.units import GIB, fmt_bytes
 
-__all__ = ["LLAMACPP_ENGINES", "Residence", "WeightSplit", "gguf_like_name", "split_weights",
-           "uses_llamacpp_layout"]
+__all__ = ["LLAMACPP_ENGINES", "Residence", "WeightSplit", "describe", "gguf_like_name",
+           "split_cached",
+           "split_weights", "uses_llamacpp_layout"]
 
 LLAMACPP_ENGINES = frozenset({"llamacpp", "ollama"})
 _LLAMA_OPTS = ("n_gpu_layers", "n_cpu_moe", "cpu_moe", "override_tensor")
@@ -94,6 +95,9 @@ _PART = re.compile(r"(gate_up|gate|up|down)_proj")
 
 def gguf_like_name(g: TensorGroup) -> str:
     """A GGUF-style name for ``-ot`` matching: ``blk.3.ffn_up_exps.weight``, ``output.weight``."""
+    if g.name.startswith("blk.") or g.name in ("token_embd.weight", "output.weight",
+                                                "output_norm.weight"):
+        return g.name  # already a GGUF name (quant.gguf_pricing entries)
     if g.role == "embedding":
         return "token_embd.weight"
     if g.role == "lm_head":
@@ -128,7 +132,7 @@ def _ot_patterns(options: Mapping[str, Any]) -> list[re.Pattern[str]]:
         for part in str(item).split(","):
             pat, _, buft = part.rpartition("=")
             if pat and buft.strip().upper().startswith("CPU"):
-                pats.append(re.compile(pat.strip().strip('"')))
+                pats.append(re.compile(pat.strip().strip("'\"")))
     return pats
 
 
@@ -268,3 +272,43 @@ def split_weights(qm: QuantizedModel, par: Parallelism, gpu_count: int, engine: 
     if uses_llamacpp_layout(engine, opts):
         return _llamacpp_split(qm, gpu_count, opts)
     return _vllm_split(qm, par, opts)
+
+
+_CACHE: dict[tuple[Any, ...], tuple[QuantizedModel, WeightSplit]] = {}
+_CACHE_MAX = 4096
+
+
+def split_cached(qm: QuantizedModel, par: Parallelism, gpu_count: int, engine: str,
+                 options: Mapping[str, Any] | None = None) -> WeightSplit:
+    """``split_weights`` memoized by the identity of ``qm`` (priced models are themselves cached,
+    and hashing one by value would walk every tensor)."""
+    opts = dict(options or {})
+    llama = uses_llamacpp_layout(engine, opts)
+    key = (id(qm), par.tp, par.pp, par.ep, gpu_count if llama else 0, llama,
+           repr(sorted((k, v) for k, v in opts.items() if k in _LLAMA_OPTS + ("cpu_offload_gb",))))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is qm:
+        return hit[1]
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    sp = split_weights(qm, par, gpu_count, engine, opts)
+    _CACHE[key] = (qm, sp)
+    return sp
+
+
+def describe(sp: WeightSplit, n_layers: int, gpus: int = 1) -> str:
+    """One phrase for an option: where the layers/experts are."""
+    where = "the GPU" if gpus == 1 else f"{gpus} GPUs"
+    if sp.streamed.total_bytes:
+        return f"{fmt_bytes(sp.streamed.total_bytes)} of weights streamed from host RAM " \
+            "(--cpu-offload-gb)"
+    h = sp.host
+    if sp.kv_host_layers:
+        k = len(sp.kv_host_layers)
+        return f"{n_layers - k} of {n_layers} layers on {where}, {k} in host RAM " \
+            f"({fmt_bytes(h.total_bytes)})"
+    if h.expert_bytes:
+        k = len(h.layers)
+        return (f"routed experts of {k} layers in host RAM ({fmt_bytes(h.total_bytes)}), "
+                f"{n_layers - k} expert layers on {where}")
+    return f"all layers on {where}"
