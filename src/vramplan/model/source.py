@@ -69,6 +69,10 @@ def load_model(name: str, *, allow_hub: bool = True) -> ModelSource:
                            entry.load_hf_quant_config())
     p = Path(name).expanduser()
     if p.exists():
+        if p.suffix.lower() == ".gguf":
+            from vramplan.model.gguf_source import load_gguf_source
+
+            return load_gguf_source(p)
         return load_local(p)
     if allow_hub and _HUB_ID.match(name):
         from vramplan.model import hub
