@@ -260,6 +260,19 @@ def test_config_over_64_kib_is_422(client: TestClient) -> None:
     assert r.json()["field"] == "config" and "64 KiB" in r.json()["error"]
 
 
+def test_inline_config_layer_bound(client: TestClient) -> None:
+    from vramplan.model.catalog import find
+
+    entry = find("qwen3-8b")
+    assert entry is not None
+    cfg = dict(entry.load_config(), num_hidden_layers=10_000)
+    r = client.post("/v1/estimate", json={"config": cfg})
+    assert r.status_code == 422 and "num_hidden_layers" in r.json()["error"]
+    nested = {"model_type": "llava", "text_config": cfg}
+    r = client.post("/v1/estimate", json={"config": nested})
+    assert r.status_code == 422 and "num_hidden_layers" in r.json()["error"]
+
+
 def test_deep_json_is_422(client: TestClient) -> None:
     nested = b'{"config": ' + b'{"a": ' * 100 + b"1" + b"}" * 101
     r = client.post("/v1/estimate", content=nested, headers={"content-type": "application/json"})
@@ -370,31 +383,61 @@ def test_plan_with_a_plan_function(client: TestClient, monkeypatch: pytest.Monke
     seen: dict[str, Any] = {}
 
     def plan(model: Any, *, gpu: str | None = None, gpus: int | None = None,
-             context: int | None = None, allow_hub: bool = True) -> list[FakeOption]:
-        seen.update(model=model, gpu=gpu, gpus=gpus, context=context, allow_hub=allow_hub)
-        est = api.estimate(model, gpu=gpu, gpus=gpus, context=context, allow_hub=allow_hub)
+             ram_bytes: int | None = None, context: int | None = None, concurrency: int = 1,
+             min_tokens_per_s: float | None = None, engines: Any = None,
+             max_options: int = 8) -> list[FakeOption]:
+        seen.update(model=model, gpu=gpu, gpus=gpus, ram_bytes=ram_bytes, context=context,
+                    concurrency=concurrency, min_tokens_per_s=min_tokens_per_s, engines=engines,
+                    max_options=max_options)
+        est = api.estimate(model, gpu=gpu, gpus=gpus, context=context, allow_hub=False)
         return [FakeOption("as asked", 12.5, est)]
 
     monkeypatch.setattr(service, "plan_function", lambda: plan)
     r = client.post("/v1/plan", json={"model": "qwen3-8b", "gpu": "4090", "context": 4096,
-                                      "batch": 2})
+                                      "batch": 2, "engine": "vllm", "ram": "64GiB",
+                                      "min_tokens_per_s": 20, "max_options": 3})
     assert r.status_code == 200, r.text
-    assert seen == {"model": "Qwen/Qwen3-8B", "gpu": "4090", "gpus": None, "context": 4096,
-                    "allow_hub": False}
+    assert seen == {"model": "Qwen/Qwen3-8B", "gpu": "4090", "gpus": None,
+                    "ram_bytes": 64 * 2**30, "context": 4096, "concurrency": 2,
+                    "min_tokens_per_s": 20.0, "engines": ["vllm"], "max_options": 3}
     opt = r.json()["options"][0]
     assert opt["label"] == "as asked" and opt["tokens_per_s"] == 12.5
     want = to_dict(api.estimate("qwen3-8b", gpu="4090", context=4096, allow_hub=False))
     assert opt["estimate"] == json.loads(json.dumps(want))
-    r = client.post("/v1/plan", json={"model": "qwen3-8b", "context": 0})
-    assert r.status_code == 422
+    r = client.get("/v1/plan", params={"model": "qwen3-8b", "max_options": "2"})
+    assert r.status_code == 200 and seen["max_options"] == 2 and seen["engines"] is None
+    for bad in ({"model": "qwen3-8b", "max_options": 0}, {"model": "qwen3-8b", "gpu": "auto"},
+                {"model": "qwen3-8b", "min_tokens_per_s": "fast"}, {"model": "/etc/passwd"}):
+        r = client.post("/v1/plan", json=bad)
+        assert r.status_code == 422, (bad, r.text)
+    r = client.post("/v1/estimate", json={"model": "qwen3-8b", "max_options": 3})
+    assert r.status_code == 422 and "only for /v1/plan" in r.json()["error"]
+
+
+def test_plan_busy_is_503(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(service, "plan_function", lambda: lambda model, **kw: [])
+    monkeypatch.setattr(service, "_PLAN_SLOTS", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(service, "PLAN_WAIT_S", 0.01)
+    assert client.post("/v1/plan", json={"model": "qwen3-8b"}).json() == {"options": []}
+    service._PLAN_SLOTS.acquire()
+    try:
+        r = client.post("/v1/plan", json={"model": "qwen3-8b"})
+    finally:
+        service._PLAN_SLOTS.release()
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert "busy" in r.json()["error"]
 
 
 def test_real_plan_if_present(client: TestClient) -> None:
     if not service.plan_available():
         pytest.skip("vramplan.plan.plan is not built yet")
-    r = client.post("/v1/plan", json={"model": "qwen3-235b-a22b", "gpu": "4090"})
-    assert r.status_code in (200, 422), r.text
-    assert isinstance(r.json(), dict)
+    r = client.post("/v1/plan", json={"model": "qwen3-235b-a22b", "gpu": "4090",
+                                      "max_options": 3})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert isinstance(data["options"], list) and len(data["options"]) <= 3
 
 
 # ---------------------------------------------------------------- commands

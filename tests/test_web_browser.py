@@ -213,3 +213,55 @@ def test_accessible_and_phone_width(browser: Browser, base_url: str, tmp_path: P
                       full_page=True)
     finally:
         ctx.close()
+
+
+FAKE_PLAN = {
+    "options": [{
+        "engine": "vllm", "quant": "awq", "quant_label": "awq 4-bit g128", "gpu": "h200",
+        "gpu_name": "NVIDIA H200", "gpu_count": 1, "tp": 1, "pp": 1, "ep": False, "fits": True,
+        "decode_tokens_per_s": 42.5, "prefill_tokens_per_s": 3100.0, "ttft_s": 1.25,
+        "placement": "all layers on the GPU", "max_context_tokens": 40960, "max_concurrency": 3,
+        "host_ram_bytes": 0, "binding_detail": "",
+        "command": "vllm serve Qwen/Qwen3-235B-A22B --quantization awq"}],
+    "suggestions": [{"change": "more_gpus", "detail": "use 6 x RTX 4090 (tp=2, pp=3)"}],
+    "alternatives": [{"gpu": "h100-sxm", "gpu_name": "NVIDIA H100 SXM", "gpu_count": 2,
+                      "option": None, "reason": ""}],
+    "rejected": [{"engine": "ollama", "setup": "1 x RTX 4090", "reason": "no AWQ support"}],
+    "elapsed_s": 0.5,
+}
+
+
+def test_plan_rendered(page: Page, base_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a planner (faked here, in the server's process), options show speed and command."""
+    from vramplan.web import service
+
+    def fake_plan(model: object, **kwargs: object) -> dict[str, object]:
+        return FAKE_PLAN
+
+    monkeypatch.setattr(service, "plan_function", lambda: fake_plan)
+    monkeypatch.setattr(service, "plan_to_dict", lambda result: result)
+    page.goto(base_url + "/?model=qwen3-235b-a22b&gpu=4090&quant=awq")
+    plan = page.locator("#plan")
+    expect(plan).to_contain_text("vllm · awq 4-bit g128 · 1 × NVIDIA H200")
+    expect(plan).to_contain_text("decode 42.5 tok/s · prefill 3,100 tok/s · first token 1.25 s")
+    expect(plan.locator("code")).to_have_text("vllm serve Qwen/Qwen3-235B-A22B --quantization awq")
+    expect(plan).to_contain_text("use 6 x RTX 4090 (tp=2, pp=3)")
+    expect(plan).to_contain_text("2 × NVIDIA H100 SXM")
+    expect(plan).to_contain_text("Ruled out (1)")
+
+
+def test_page_formats_bytes_like_the_cli(page: Page, base_url: str) -> None:
+    """The page's fmtBytes/fmtCount == vramplan.units (ties to even included)."""
+    import random
+
+    from vramplan.units import fmt_count
+
+    rng = random.Random(5)
+    values = [0, 1, 1023, 1024, 9 * 2**27, 5 * 2**27, 3 * 2**28, 124055313408, -105246124032,
+              10**12, 125 * 10**7] + [rng.randrange(2**42) for _ in range(500)]
+    page.goto(base_url + "/?model=qwen3-8b")
+    page.wait_for_function("window.vramplan !== undefined")
+    got = page.evaluate("vals => vals.map(v => [vramplan.fmtBytes(v), vramplan.fmtBytes(v, false),"
+                        " vramplan.fmtCount(v)])", values)
+    want = [[fmt_bytes(v), fmt_bytes(v, False), fmt_count(v)] for v in values]
+    assert got == want

@@ -36,7 +36,6 @@ INTERNAL_ERROR = -32603
 def _tools() -> list[dict[str, Any]]:
     from vramplan.web.service import json_schema
 
-    schema = json_schema()
     return [
         {"name": "estimate", "title": "Will this LLM fit?",
          "description": "GPU memory per device for running a model (built-in catalog id, "
@@ -45,12 +44,13 @@ def _tools() -> list[dict[str, Any]]:
                         "batch: weights, KV cache, activations and overhead against capacity, the "
                         "verdict, the engine's predicted failure and fix, and the math (explain). "
                         "Same JSON as `vramplan estimate --json`.",
-         "inputSchema": schema},
+         "inputSchema": json_schema()},
         {"name": "plan", "title": "What fits instead?",
          "description": "Alternatives that fit the hardware (engines x quantization x "
                         "parallelism x offload) with predicted speed and the command line. "
-                        "Same arguments as estimate.",
-         "inputSchema": schema},
+                        "Same arguments as estimate (gpu empty: the whole GPU catalog), plus "
+                        "min_tokens_per_s and max_options.",
+         "inputSchema": json_schema(plan=True)},
     ]
 
 
@@ -60,11 +60,15 @@ def _call_tool(name: str, arguments: Any, allow_hub: bool) -> dict[str, Any]:
     if name not in ("estimate", "plan"):
         raise _RpcError(INVALID_PARAMS, f"unknown tool {name!r}; tools: estimate, plan")
     try:
-        req = service.parse_request(arguments if arguments is not None else {})
+        req = service.parse_request(arguments if arguments is not None else {},
+                                    plan=name == "plan")
         run = service.run_estimate if name == "estimate" else service.run_plan
         data = run(req, allow_hub, HUB_HINT)
     except VramplanError as exc:
         return {"content": [{"type": "text", "text": f"vramplan: error: {exc}"}], "isError": True}
+    except Exception as exc:  # a bug: still a tool result, worded as the CLI words it
+        return {"content": [{"type": "text", "text": f"vramplan: internal error: "
+                             f"{exc.__class__.__name__}: {exc} (report it)"}], "isError": True}
     return {"content": [{"type": "text", "text": json.dumps(data)}], "structuredContent": data,
             "isError": False}
 

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vramplan.errors import InputError, OfflineError, VramplanError
 from vramplan.web import service
-from vramplan.web.service import MAX_BODY_BYTES, PlanUnavailable
+from vramplan.web.service import MAX_BODY_BYTES, Busy, PlanUnavailable
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_HEADERS = {
@@ -76,6 +76,15 @@ class EstimateBody(BaseModel):
     engine_options: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="Engine flags by python name, e.g. "
         '{"max_model_len": 8192} (the flags of `vramplan estimate --help`).')
+
+
+class PlanBody(EstimateBody):
+    """POST /v1/plan: the estimate's fields (the planner searches engines, quantization and
+    parallelism itself; gpu empty searches the whole GPU catalog) plus two of its own."""
+
+    min_tokens_per_s: float | None = Field(None, description="Decode speed an option must "
+                                           "reach (tokens/s per sequence).")
+    max_options: int = Field(8, description="How many ranked options (1..32).")
 
 
 class ErrorBody(BaseModel):
@@ -210,6 +219,8 @@ def _vramplan_error(_: Request, exc: Exception) -> Response:
         return error_response(503, str(exc))
     if isinstance(exc, PlanUnavailable):
         return error_response(501, str(exc))
+    if isinstance(exc, Busy):
+        return error_response(503, str(exc), headers={"Retry-After": "5"})
     if type(exc).__name__ == "CatalogError":  # vramplan's own data is broken
         return error_response(500, f"internal error: {exc}")
     return error_response(422, str(exc))
@@ -218,7 +229,7 @@ def _vramplan_error(_: Request, exc: Exception) -> Response:
 _CLI_NAMES = {f.name: f.cli for f in service.FIELDS}
 
 
-def _validation_error(_: Request, exc: Exception) -> Response:
+def _validation_error(request: Request, exc: Exception) -> Response:
     """pydantic's errors as one line, fields spelled as the CLI spells them."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     if not errors:
@@ -233,9 +244,13 @@ def _validation_error(_: Request, exc: Exception) -> Response:
         name += "." + ".".join(loc[1:])
     problem = str(err.get("msg", "is not valid"))
     if err.get("type") == "extra_forbidden" and len(loc) == 1:
-        return error_response(422, f"request: unknown field {loc[0]!r}; known fields: "
-                              f"{', '.join(_CLI_NAMES)}", "request", f"unknown field {loc[0]!r}",
-                              f"known fields: {', '.join(_CLI_NAMES)}")
+        if loc[0] in service.PLAN_ONLY:  # the same words as service.parse_request
+            return error_response(422, f"request: {loc[0]} is only for /v1/plan; drop {loc[0]}",
+                                  "request", f"{loc[0]} is only for /v1/plan", f"drop {loc[0]}")
+        plan = request.url.path.endswith("/plan")
+        known = ", ".join(k for k in _CLI_NAMES if plan or k not in service.PLAN_ONLY)
+        return error_response(422, f"request: unknown field {loc[0]!r}; known fields: {known}",
+                              "request", f"unknown field {loc[0]!r}", f"known fields: {known}")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return error_response(422, f"{name}: {problem}{more}", name, problem + more, None)
 
@@ -352,6 +367,7 @@ def create_app(allow_hub: bool = False) -> FastAPI:
     app.add_middleware(ServerTiming)
 
     query_doc = {"parameters": service.query_parameters()}
+    plan_query_doc = {"parameters": service.query_parameters(plan=True)}
 
     @app.get("/v1/health", response_model=HealthOut, tags=["meta"])
     def get_health() -> dict[str, Any]:
@@ -388,19 +404,21 @@ def create_app(allow_hub: bool = False) -> FastAPI:
     plan_doc: dict[int | str, dict[str, Any]] = {
         200: {"description": "vramplan.plan.plan(...) serialized: {\"options\": [...]}"},
         501: {"model": ErrorBody, "description": "Planning is not in this build yet."},
-        **_ERRORS}
+        **_ERRORS, 503: {"model": ErrorBody, "description": "Hub unreachable, or too many "
+                         "plans at once (Retry-After)."}}
 
     @app.post("/v1/plan", responses=plan_doc, tags=["plan"])
-    def post_plan(body: EstimateBody) -> JSONResponse:
-        """Alternatives that fit (engines x quantization x parallelism x offload) with speed
-        and the command line; 501 until ``vramplan.plan`` exists."""
-        req = service.parse_request(body.model_dump(exclude_unset=True))
+    def post_plan(body: PlanBody) -> JSONResponse:
+        """Ranked ways to run the model on this hardware (engines x quantization x
+        parallelism x offload) with speed and the command line; what to change when nothing
+        fits. 501 while ``vramplan.plan`` is missing; 503 when too many plans run at once."""
+        req = service.parse_request(body.model_dump(exclude_unset=True), plan=True)
         return JSONResponse(service.run_plan(req, allow_hub))
 
-    @app.get("/v1/plan", responses=plan_doc, openapi_extra=query_doc, tags=["plan"])
+    @app.get("/v1/plan", responses=plan_doc, openapi_extra=plan_query_doc, tags=["plan"])
     def get_plan(request: Request) -> JSONResponse:
         """As POST, from the query string."""
-        req = service.parse_request(_query_dict(request))
+        req = service.parse_request(_query_dict(request), plan=True)
         return JSONResponse(service.run_plan(req, allow_hub))
 
     @app.get("/", include_in_schema=False)

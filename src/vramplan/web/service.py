@@ -10,7 +10,8 @@ The server may face untrusted input, so:
 - it never reads a local file named by a request: a model string must be a catalog id or alias
   (checked first, with ``catalog.find``), else a Hub id (``org/name``) and only when the server
   allows the Hub; a Hub-shaped string that names an existing local path is refused too;
-- an inline config.json is a JSON object of at most 64 KiB, nested at most 32 deep;
+- an inline config.json is a JSON object of at most 64 KiB, nested at most 32 deep, with at
+  most 512 layers (each request parses it afresh);
 - numbers are bounded (context 1..16M tokens, batch 1..65536, GPUs 1..1024, ...), and engine
   options are the CLI's engine flags only, each type-checked.
 """
@@ -23,6 +24,7 @@ import inspect
 import json
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,10 @@ from vramplan.errors import InputError, VramplanError
 MAX_BODY_BYTES = 256 * 1024  # whole HTTP request body
 MAX_CONFIG_BYTES = 64 * 1024  # inline config.json, compact JSON, UTF-8
 MAX_CONFIG_DEPTH = 32
+# Inline configs are parsed per request (only names are cached) and cost ~0.4 ms per layer, more
+# with many pipeline stages; real models have at most a few hundred layers (the core allows
+# 10,000, which takes seconds).
+MAX_INLINE_LAYERS = 512
 MAX_CONTEXT_TOKENS = 1 << 24  # same bound as vramplan.api
 MAX_BATCH = 1 << 16  # same bound as vramplan.api
 MAX_GPUS = 1024
@@ -42,6 +48,9 @@ MAX_SHORT_STR = 64  # quant, engine, kv dtype, option strings
 MAX_ENGINE_INT = 1 << 24
 MAX_QUERY_CHARS = 128  # /v1/models?q=, /v1/gpus?q=
 MAX_REGEX_QUANTIFIERS = 3  # llama.cpp --override-tensor: bounded backtracking
+MAX_PLAN_OPTIONS = 32
+PLAN_CONCURRENCY = 2  # plans take seconds (a search over engines x quant x GPUs); at most 2 at once
+PLAN_WAIT_S = 20.0  # then 503 "busy"
 
 # Hugging Face repo ids: two segments of letters, digits, '_', '.', '-', at most 96 characters
 # each, not starting with '.' or '-' (huggingface_hub.utils.validate_repo_id), no '..' or '--'.
@@ -53,13 +62,17 @@ class PlanUnavailable(VramplanError):
     """``vramplan.plan`` is not part of this build yet (HTTP 501)."""
 
 
+class Busy(VramplanError):
+    """Too many plans at once (HTTP 503)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     """One request field: its JSON type, bounds, CLI spelling (for messages) and help."""
 
     name: str
     cli: str  # how the CLI spells it; InputError.field
-    kind: str  # str | int | tokens | size | object
+    kind: str  # str | int | float | tokens | size | object
     help: str
     minimum: int | None = None
     maximum: int | None = None
@@ -96,7 +109,13 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("engine_options", "engine_options", "object", "Engine flags by python name, e.g. "
               "{\"max_model_len\": 8192, \"gpu_memory_utilization\": 0.9} (see vramplan "
               "estimate --help)."),
+    # /v1/plan only
+    FieldSpec("min_tokens_per_s", "--min-tokens-per-s", "float", "Plan only: the decode speed "
+              "an option must reach (tokens/s per sequence).", 0, MAX_ENGINE_INT),
+    FieldSpec("max_options", "--max-options", "int", "Plan only: how many ranked options to "
+              "return.", 1, MAX_PLAN_OPTIONS, default=8),
 )
+PLAN_ONLY = frozenset({"min_tokens_per_s", "max_options"})
 _BY_NAME = {f.name: f for f in FIELDS}
 # Bounded by vramplan.api.validate_workload (1..16M tokens, 1..65536 sequences): left to it so the
 # message is the CLI's, word for word.
@@ -152,6 +171,8 @@ class EstimateRequest:
     engine: str = "auto"
     ram: int | None = None
     engine_options: dict[str, Any] = field(default_factory=dict)
+    min_tokens_per_s: float | None = None  # plan only
+    max_options: int = 8  # plan only
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``api.estimate``, as the CLI passes them (ep from the flag)."""
@@ -161,6 +182,15 @@ class EstimateRequest:
                 "ep": bool(self.engine_options.get("enable_expert_parallel")),
                 "engine": self.engine, "engine_options": dict(self.engine_options),
                 "ram": self.ram}
+
+    def plan_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``vramplan.plan.plan``: it searches engines, quantization and
+        parallelism itself, so only the hardware and the workload go in."""
+        return {"gpu": self.gpu, "gpus": self.gpus, "ram_bytes": self.ram,
+                "context": self.context, "concurrency": self.batch,
+                "min_tokens_per_s": self.min_tokens_per_s,
+                "engines": None if self.engine in ("", "auto") else [self.engine],
+                "max_options": self.max_options}
 
 
 # ---------------------------------------------------------------- field checks
@@ -231,6 +261,11 @@ def check_config(value: Any) -> dict[str, Any]:
         if depth > MAX_CONFIG_DEPTH:
             raise _bad(spec, f"is nested deeper than {MAX_CONFIG_DEPTH} levels",
                        "paste the model's config.json")
+        if isinstance(node, dict):
+            layers = node.get("num_hidden_layers")
+            if isinstance(layers, int | float) and layers > MAX_INLINE_LAYERS:
+                raise _bad(spec, f"num_hidden_layers {layers} is more than this server takes "
+                           f"({MAX_INLINE_LAYERS})", "use the CLI for such a model")
         children = node.values() if isinstance(node, dict) else node if isinstance(
             node, list) else ()
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
@@ -333,7 +368,20 @@ def check_engine_options(value: Any) -> dict[str, Any]:
     return out
 
 
-def parse_request(data: Mapping[str, Any]) -> EstimateRequest:
+def _float(spec: FieldSpec, value: Any) -> float:
+    if isinstance(value, str) and len(value) <= 32:
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+            value) or not (spec.minimum or 0) <= value <= (spec.maximum or MAX_ENGINE_INT):
+        raise _bad(spec, f"must be a number from {spec.minimum or 0} to "
+                   f"{spec.maximum or MAX_ENGINE_INT:,}, got {_show(value)}")
+    return float(value)
+
+
+def parse_request(data: Mapping[str, Any], plan: bool = False) -> EstimateRequest:
     """Validate a JSON request object (or a query string as a dict of strings).
 
     Engine flags may also be given at the top level by python name (``max_model_len=8192``),
@@ -347,13 +395,16 @@ def parse_request(data: Mapping[str, Any]) -> EstimateRequest:
         if value is None or value == "":
             continue
         spec = _BY_NAME.get(key)
+        if spec is not None and key in PLAN_ONLY and not plan:
+            raise InputError("request", f"{key} is only for /v1/plan", f"drop {key}")
         if spec is None:
             name = str(key).lstrip("-").replace("-", "_")
             if name in ENGINE_FLAGS:
                 engine_options[name] = value
                 continue
+            known = ", ".join(k for k in _BY_NAME if plan or k not in PLAN_ONLY)
             raise InputError("request", f"unknown field {_show(str(key))}",
-                             f"known fields: {', '.join(_BY_NAME)}")
+                             f"known fields: {known}")
         if spec.kind == "str":
             values[key] = _str(spec, value, spec.max_length or MAX_STR)
         elif key in API_CHECKED:  # api.estimate bounds these with the CLI's own messages
@@ -365,6 +416,8 @@ def parse_request(data: Mapping[str, Any]) -> EstimateRequest:
                                (spec.minimum or 1, spec.maximum or 1))
         elif spec.kind == "int":
             values[key] = _int(spec, value, spec.minimum or 0, spec.maximum or MAX_ENGINE_INT)
+        elif spec.kind == "float":
+            values[key] = _float(spec, value)
         elif spec.kind == "size":
             values[key] = _size(spec, value)
         elif key == "config":
@@ -428,42 +481,56 @@ def plan_available() -> bool:
     return True
 
 
+_PLAN_SLOTS = threading.BoundedSemaphore(PLAN_CONCURRENCY)
+
+
 def run_plan(req: EstimateRequest, allow_hub: bool, hub_hint: str = HUB_HINT) -> dict[str, Any]:
-    """``vramplan.plan.plan(model, ...)`` with the request's settings, serialized."""
+    """``vramplan.plan.plan(model, ...)`` with the request's hardware and workload, serialized
+    by the planner's own ``plan_to_dict`` (a generic serializer until that exists)."""
     fn = plan_function()
-    kwargs = dict(req.kwargs(), allow_hub=allow_hub)
+    if req.gpu is not None and req.gpu.lower() == "auto":
+        raise InputError("--gpu", "'auto' would detect the server's GPU", "name a GPU")
+    kwargs = req.plan_kwargs()
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = {}  # type: ignore[assignment]
     if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs = {k: v for k, v in kwargs.items() if k in params}  # what this plan() takes
-    result = fn(model_argument(req, allow_hub, hub_hint), **kwargs)
+    model = model_argument(req, allow_hub, hub_hint)
+    if not _PLAN_SLOTS.acquire(timeout=PLAN_WAIT_S):
+        raise Busy(f"the server is busy planning ({PLAN_CONCURRENCY} at once); retry shortly")
+    try:
+        result = fn(model, **kwargs)
+    finally:
+        _PLAN_SLOTS.release()
     return plan_to_dict(result)
 
 
 def plan_to_dict(result: Any) -> dict[str, Any]:
-    """The plan's own serializer when it has one, else a faithful generic one."""
-    for modname, attr in (("vramplan.report", "plan_to_dict"), ("vramplan.plan", "to_dict"),
-                          ("vramplan.plan", "plan_to_dict")):
-        try:
-            fn = getattr(importlib.import_module(modname), attr, None)
-        except ModuleNotFoundError:
-            fn = None
-        if callable(fn):
-            out = fn(result)
-            return out if isinstance(out, dict) else {"options": out}
+    """``vramplan.plan.report.plan_to_dict`` (what ``vramplan plan --json`` prints) for the
+    planner's ``PlanResult``; a faithful generic serializer for anything else."""
+    try:
+        from vramplan.plan.report import plan_to_dict as planner_dict
+        from vramplan.plan.types import PlanResult
+    except ImportError:
+        pass
+    else:
+        if isinstance(result, PlanResult):
+            return planner_dict(result)
     data = jsonable(result)
     return data if isinstance(data, dict) else {"options": data}
 
 
 def jsonable(obj: Any) -> Any:
     """Estimate -> ``report.to_dict``; dataclasses, mappings, sequences -> JSON types."""
-    from vramplan.report import to_dict
-    from vramplan.result import Estimate
+    from vramplan.report import device_dict, to_dict
+    from vramplan.result import DeviceEstimate, Estimate
 
     if isinstance(obj, Estimate):
         return to_dict(obj)
+    if isinstance(obj, DeviceEstimate):
+        return device_dict(obj)
     if obj is None or isinstance(obj, bool | int | str):
         return obj
     if isinstance(obj, float):
@@ -517,13 +584,14 @@ def health(allow_hub: bool) -> dict[str, Any]:
             "quant_choices": list(QUANT_CHOICES)}
 
 
-def query_parameters() -> list[dict[str, Any]]:
+def query_parameters(plan: bool = False) -> list[dict[str, Any]]:
     """OpenAPI parameter objects for GET /v1/estimate and /v1/plan (one source: FIELDS)."""
     out: list[dict[str, Any]] = []
     for f in FIELDS:
-        if f.kind == "object":
+        if f.kind == "object" or (f.name in PLAN_ONLY and not plan):
             continue
-        schema: dict[str, Any] = {"type": "integer" if f.kind == "int" else "string"}
+        schema: dict[str, Any] = {"type": {"int": "integer", "float": "number"}.get(f.kind,
+                                                                                   "string")}
         if f.kind in ("tokens", "size"):
             schema = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
         if f.minimum is not None and f.kind == "int":
@@ -538,14 +606,18 @@ def query_parameters() -> list[dict[str, Any]]:
     return out
 
 
-def json_schema() -> dict[str, Any]:
+def json_schema(plan: bool = False) -> dict[str, Any]:
     """JSON Schema of a request object (MCP ``inputSchema``), from FIELDS and ENGINE_FLAGS."""
     props: dict[str, Any] = {}
     for f in FIELDS:
+        if f.name in PLAN_ONLY and not plan:
+            continue
         if f.kind == "str":
             s: dict[str, Any] = {"type": "string", "maxLength": f.max_length}
         elif f.kind == "int":
             s = {"type": "integer", "minimum": f.minimum, "maximum": f.maximum}
+        elif f.kind == "float":
+            s = {"type": "number", "minimum": f.minimum, "maximum": f.maximum}
         elif f.kind in ("tokens", "size"):
             s = {"type": ["integer", "string"]}
         elif f.name == "config":

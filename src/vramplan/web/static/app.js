@@ -12,6 +12,7 @@
     "--tp": "tp", "--pp": "pp", "--engine": "engine", engine_options: "flags",
   };
   const DEBOUNCE_MS = 250;
+  const PLAN_DELAY_MS = 400; // plans take seconds: start one only once the inputs settle
   const CATEGORIES = [
     ["weights_bytes", "weights", "weights"],
     ["kv_cache_bytes", "kv", "KV cache"],
@@ -243,6 +244,8 @@
       return;
     }
     box.append(el("p", { class: "muted" }, "Searching alternatives…"));
+    await new Promise((resolve) => { window.setTimeout(resolve, PLAN_DELAY_MS); });
+    if (mySeq !== seq) return; // inputs changed meanwhile: the next update plans
     try {
       const { status, data } = await postJson("/v1/plan", body, signal);
       if (mySeq !== seq) return;
@@ -359,15 +362,35 @@
     row(dl, "Engine", `${est.engine.name} ${est.engine.version}; ${est.gpu_count} × ${est.gpu} ` +
       `(tp=${est.tp}, pp=${est.pp})`);
     if (est.host_ram_bytes) row(dl, "Host RAM", fmtBytes(est.host_ram_bytes));
-    if (est.speed) {
-      const parts = [];
-      for (const [k, val] of Object.entries(est.speed)) {
-        if (typeof val === "number" && /tok|per_s|_s$/.test(k)) {
-          parts.push(`${k.replace(/_/g, " ")} ${Number.isInteger(val) ? int(val) : val.toFixed(1)}`);
-        }
-      }
-      if (parts.length) row(dl, "Speed", parts.join(", "));
+    const speed = speedLine(est.speed);
+    if (speed) row(dl, "Speed", speed, "speed");
+  }
+
+  // vramplan.speed: {decode_tokens_per_s: {value, low, high}, prefill_tokens_per_s, ttft_s,
+  // bound_by, assumptions}; the planner gives plain numbers. Either reads the same here.
+  function rate(v, unit, digits) {
+    const value = v && typeof v === "object" ? v.value : v;
+    if (typeof value !== "number") return "";
+    const f = (x) => x.toLocaleString("en-US", { minimumFractionDigits: digits,
+      maximumFractionDigits: digits });
+    let text = `${f(value)} ${unit}`;
+    if (v && typeof v === "object" && typeof v.low === "number" && typeof v.high === "number") {
+      text += ` (${f(v.low)}–${f(v.high)})`;
     }
+    return text;
+  }
+
+  function speedLine(sp) {
+    if (!sp || typeof sp !== "object") return "";
+    const parts = [];
+    const dec = rate(sp.decode_tokens_per_s, "tok/s", 1);
+    const pre = rate(sp.prefill_tokens_per_s, "tok/s", 0);
+    const ttft = rate(sp.ttft_s, "s", 2);
+    if (dec) parts.push(`decode ${dec}`);
+    if (pre) parts.push(`prefill ${pre}`);
+    if (ttft) parts.push(`first token ${ttft}`);
+    if (parts.length && sp.bound_by) parts.push(`bound by ${String(sp.bound_by).replace(/_/g, " ")}`);
+    return parts.join(" · ");
   }
 
   function renderDevices(est) {
@@ -425,12 +448,17 @@
     }
     const ul = clear($("assumptions"));
     for (const a of est.assumptions || []) ul.append(el("li", {}, a));
+    for (const a of (est.speed && est.speed.assumptions) || []) {
+      ul.append(el("li", {}, `speed: ${a}`));
+    }
     const notes = clear($("notes"));
     for (const n of est.notes || []) notes.append(el("li", {}, n));
     $("notes-box").hidden = !(est.notes && est.notes.length);
   }
 
   // ------------------------------------------------------------ rendering the plan
+  // vramplan.plan's PlanResult: options (ranked PlanOption), suggestions, alternatives
+  // (other GPU kinds), rejected, assumptions. Unknown shapes fall back to labels and commands.
 
   function pick(obj, keys) {
     for (const k of keys) if (obj && obj[k] !== undefined && obj[k] !== null) return obj[k];
@@ -438,46 +466,110 @@
   }
 
   function speedText(speed) {
-    if (typeof speed === "number") return `${speed.toFixed(1)} tokens/s`;
+    if (typeof speed === "number") return `${num(speed)} tok/s`;
     if (!speed || typeof speed !== "object") return "";
     const parts = [];
     for (const [k, v] of Object.entries(speed)) {
       if (typeof v === "number" && /tok|per_s|_s$/.test(k)) {
-        parts.push(`${k.replace(/_/g, " ")} ${Number.isInteger(v) ? int(v) : v.toFixed(1)}`);
+        parts.push(`${k.replace(/_/g, " ")} ${num(v)}`);
       }
     }
     return parts.join(", ");
   }
 
+  function num(v, digits = 1) {
+    return Number.isInteger(v) ? int(v) : Number(v).toFixed(digits);
+  }
+
+  function optionTitle(o) {
+    const est = o.estimate || {};
+    const gpuName = o.gpu_name || o.gpu || est.gpu;
+    const count = o.gpu_count || est.gpu_count;
+    const par = [o.tp > 1 ? `tp=${o.tp}` : null, o.pp > 1 ? `pp=${o.pp}` : null,
+      o.ep || o.expert_parallel ? "ep" : null].filter(Boolean).join(", ");
+    return pick(o, ["label", "title"]) || [
+      o.engine || (est.engine && est.engine.name),
+      o.quant_label || o.quant || (est.model && est.model.quant),
+      gpuName ? `${count || 1} × ${gpuName}${par ? ` (${par})` : ""}` : null,
+    ].filter(Boolean).join(" · ") || "option";
+  }
+
+  function optionSpeed(o) {
+    const parts = [];
+    const dec = rate(o.decode_tokens_per_s, "tok/s", 1);
+    const pre = rate(o.prefill_tokens_per_s, "tok/s", 0);
+    const ttft = rate(o.ttft_s, "s", 2);
+    if (dec) parts.push(`decode ${dec}`);
+    if (pre) parts.push(`prefill ${pre}`);
+    if (ttft) parts.push(`first token ${ttft}`);
+    if (!parts.length) {
+      const other = speedText(pick(o, ["tokens_per_s", "speed"]) || (o.estimate || {}).speed);
+      if (other) parts.push(other);
+    }
+    return parts.join(" · ");
+  }
+
+  function optionItem(o) {
+    const fits = pick(o, ["fits"]) ?? (o.estimate || {}).fits;
+    const facts = [];
+    if (o.placement) facts.push(o.placement);
+    if (typeof o.max_context_tokens === "number" && o.max_context_tokens > 0) {
+      facts.push(`room for ${int(o.max_context_tokens)} tokens of context` +
+        (o.max_concurrency > 1 ? `, ${int(o.max_concurrency)} sequences` : ""));
+    }
+    if (o.host_ram_bytes) facts.push(`${fmtBytes(o.host_ram_bytes)} in host RAM`);
+    if (o.binding_detail) facts.push(o.binding_detail);
+    const speed = optionSpeed(o);
+    const command = pick(o, ["command"]) || (o.estimate || {}).command;
+    const notes = [].concat(o.notes || [], pick(o, ["reason", "why"]) || []);
+    return el("li", { class: `option ${fits === false ? "nofit" : "fits"}` },
+      el("p", { class: "option-title" }, el("b", {}, optionTitle(o)),
+        fits === undefined ? null : el("span", { class: `badge ${fits ? "fits" : "nofit"}` },
+          fits ? "fits" : "does not fit"),
+        o.meets_min_tokens_per_s === false ?
+          el("span", { class: "badge nofit" }, "below the speed asked") : null),
+      speed ? el("p", { class: "option-speed" }, speed) : null,
+      facts.length ? el("p", { class: "muted" }, facts.join("; ")) : null,
+      ...notes.map((n) => el("p", { class: "muted" }, String(n))),
+      command ? el("pre", {}, el("code", {}, command)) : null);
+  }
+
   function renderPlan(box, data) {
-    const options = Array.isArray(data) ? data : (data.options || data.alternatives || []);
-    if (!options.length) {
-      box.append(el("p", { class: "muted" }, data.message || "No alternative fits."));
-      return;
+    const options = Array.isArray(data) ? data : (data.options || []);
+    if (options.length) {
+      box.append(el("ol", { class: "options" }, ...options.map(optionItem)));
+    } else {
+      box.append(el("p", { class: "muted" }, "No engine, quantization or GPU count fits."));
     }
-    const list = el("ol", { class: "options" });
-    for (const opt of options) {
-      const est = opt.estimate || {};
-      const title = pick(opt, ["label", "title", "name", "summary"]) ||
-        [pick(opt, ["engine"]) || (est.engine && est.engine.name),
-          pick(opt, ["quant"]) || (est.model && est.model.quant),
-          opt.gpus || est.gpu_count ? `${opt.gpus || est.gpu_count} × ${opt.gpu || est.gpu || "GPU"}` : null,
-          opt.tp || est.tp ? `tp=${opt.tp || est.tp}` : null,
-          opt.offload ? `offload ${typeof opt.offload === "number" ? fmtBytes(opt.offload) : opt.offload}` : null]
-          .filter(Boolean).join(" · ");
-      const fits = pick(opt, ["fits"]) ?? est.fits;
-      const speed = speedText(pick(opt, ["speed", "tokens_per_s", "decode_tokens_per_s"]) || est.speed);
-      const command = pick(opt, ["command"]) || est.command;
-      const why = pick(opt, ["reason", "why", "note"]);
-      list.append(el("li", { class: `option ${fits === false ? "nofit" : "fits"}` },
-        el("p", { class: "option-title" }, el("b", {}, title || "option"),
-          fits === undefined ? null : el("span", { class: `badge ${fits ? "fits" : "nofit"}` },
-            fits ? "fits" : "does not fit")),
-        speed ? el("p", { class: "option-speed" }, speed) : null,
-        why ? el("p", { class: "muted" }, String(why)) : null,
-        command ? el("pre", {}, el("code", {}, command)) : null));
+    const suggestions = data.suggestions || [];
+    if (suggestions.length) {
+      box.append(el("h3", {}, "What would make it fit"),
+        el("ul", { class: "suggestions" }, ...suggestions.map((sg) =>
+          el("li", {}, sg.detail || sg.change || String(sg)))));
     }
-    box.append(list);
+    const alts = (data.alternatives || []).filter((a) => a && (a.gpu_count || a.reason));
+    if (alts.length) {
+      box.append(el("h3", {}, "Other GPUs"), el("ul", { class: "alternatives" },
+        ...alts.map((a) => el("li", {},
+          el("b", {}, a.gpu_count ? `${a.gpu_count} × ${a.gpu_name || a.gpu}` : (a.gpu_name || a.gpu)),
+          a.option ? ` · ${optionTitle(a.option).split(" · ").slice(0, 2).join(" · ")}` : "",
+          a.option && optionSpeed(a.option) ? ` · ${optionSpeed(a.option)}` : "",
+          a.reason ? el("span", { class: "muted" }, ` (${a.reason})`) : null))));
+    }
+    const rejected = data.rejected || [];
+    if (rejected.length) {
+      box.append(el("details", { class: "rejected" },
+        el("summary", {}, `Ruled out (${rejected.length})`),
+        el("ul", {}, ...rejected.map((r) => el("li", {},
+          el("b", {}, [r.engine, r.setup].filter(Boolean).join(": ")), ` ${r.reason || ""}`)))));
+    }
+    if (data.assumptions && data.assumptions.length) {
+      box.append(el("details", { class: "rejected" }, el("summary", {}, "Plan assumptions"),
+        el("ul", {}, ...data.assumptions.map((a) => el("li", {}, a)))));
+    }
+    if (typeof data.elapsed_s === "number") {
+      box.append(el("p", { class: "muted small" }, `searched in ${num(data.elapsed_s, 2)} s`));
+    }
   }
 
   // ------------------------------------------------------------ start
