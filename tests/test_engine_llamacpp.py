@@ -281,6 +281,24 @@ def test_fit_spills_experts_before_layers_and_shrinks_context() -> None:
     assert f["n_ctx"] <= 40960
 
 
+def test_fit_interpolates_the_context_of_a_dense_model() -> None:
+    e = run("meta-llama/Llama-3.1-8B-Instruct", quant="q4_k_m", gpu="rtx-4080")  # 16 GB, no -c
+    f = e.engine_figures
+    assert 4096 < f["n_ctx"] < 131072 and f["n_ctx"] % 256 == 0
+    assert f["n_gpu_layers"] == 33 and e.failure is None
+    assert e.devices[0].total_bytes <= e.devices[0].capacity_bytes - FIT_MARGIN
+    assert e.context_tokens == f["n_ctx"]  # the engine reports the context it runs with
+    explicit = run("meta-llama/Llama-3.1-8B-Instruct", quant="q4_k_m", gpu="rtx-4080",
+                   opts={"ctx_size": 0})  # -c 0: the trained context, never shrunk
+    assert explicit.engine_figures["n_ctx"] == 131072
+
+
+def test_safetensors_model_is_priced_as_a_16_bit_gguf() -> None:
+    e = run("Qwen/Qwen3-8B", opts={"ctx_size": 4096})
+    assert any("BF16 GGUF" in n for n in e.notes)
+    assert e.engine_figures["devices"]["CUDA0"]["model_buffer_bytes"] > 14 * GIB
+
+
 def test_failure_names_llama_cpp_error_and_fix(tiny_moe: Path) -> None:
     e = run("Qwen/Qwen3-235B-A22B", quant="q4_k_m", opts={"n_gpu_layers": 99,
                                                            "ctx_size": 8192})

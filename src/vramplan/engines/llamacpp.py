@@ -255,8 +255,9 @@ def model_view(setup: Setup) -> tuple[ModelView, tuple[str, ...]]:
                 WeightEntry(e.group, tensor_bytes("MXFP4", tuple(reversed(e.group.shape))),
                             "MXFP4") if e.group.role == "routed_expert" and e.group.linear
                 else e for e in entries)
-        notes = (f"llama.cpp runs GGUF files: {qm.scheme.name} weights priced as the {ftype} GGUF "
-                 "convert_hf_to_gguf.py writes (pass --quant q4_k_m etc. for a quantized file)",)
+        what = "the checkpoint's" if qm.scheme.method == "none" else f"the {qm.scheme.name}"
+        notes = (f"llama.cpp runs GGUF files: {what} weights priced as the {ftype} GGUF "
+                 "convert_hf_to_gguf.py writes (give --quant q4_k_m etc. for a quantized file)",)
     return build_view(spec, entries), notes
 
 

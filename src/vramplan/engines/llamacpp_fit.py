@@ -184,8 +184,9 @@ def _fit_layers(view: ModelView, cfg: Config, pad: int, targets: list[int],
                     otype[i] = "gate"
             elif ok("attn"):
                 dev, over, otype[i] = d, ov, "attn"
-        log.append(f"--fit: {names[i]}: {dev[i][0]} layers (output included), {dev[i][1]} "
-                   "partial (experts elsewhere)")
+        log.append(f"--fit: {names[i]}: {dev[i][0]} layers"
+                   + (" (output included)" if i == nd - 1 else "")
+                   + f", {dev[i][1]} partial (experts elsewhere)")
         i += 1
     return build(dev, over, otype), log
 
