@@ -23,5 +23,5 @@ if ! "$PY" -c "import playwright.sync_api" 2>/dev/null; then
   "$PY" -m pip install --quiet "playwright>=1.40"
 fi
 
-/usr/bin/chromium --version
+/usr/bin/chromium --version 2>/dev/null
 "$PY" -c "import playwright, importlib.metadata as m; print('playwright', m.version('playwright'))"

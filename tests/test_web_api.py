@@ -455,6 +455,37 @@ def test_serve_and_mcp_commands_registered() -> None:
     assert out.exit_code == 0 and "--offline" in out.output
 
 
+def test_vramplan_serve_runs() -> None:
+    """`vramplan serve` on a free loopback port answers, then stops on SIGTERM."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "vramplan.cli.app", "serve", "--port",
+                             str(port), "--log-level", "warning"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                health = httpx.get(url + "/v1/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.1)
+        assert health.json()["allow_hub"] is False
+        r = httpx.get(url + "/v1/estimate", params={"model": "qwen3-8b", "gpu": "4090"})
+        assert r.status_code == 200 and "app;dur=" in r.headers["server-timing"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert b"serving http://127.0.0.1:" in (proc.stderr.read() if proc.stderr else b"")
+
+
 def test_serve_imports_web_stack_lazily() -> None:
     code = ("import sys, vramplan.cli.app as a; a._register(); "
             "bad = [m for m in ('fastapi', 'uvicorn', 'pydantic', 'starlette') if m in sys.modules];"

@@ -7,6 +7,7 @@ playwright``; never ``playwright install``). Skips cleanly without them. Screens
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -175,6 +176,27 @@ def test_error_inline_and_recovery(page: Page, base_url: str) -> None:
     expect(page.locator("#verdict-title")).to_have_text(re.compile("^(Fits|Does not fit)$"))
     assert page.locator("#context").get_attribute("aria-invalid") is None
     assert "context=8k" in page.url
+
+
+def test_pasted_config(page: Page, base_url: str) -> None:
+    """A pasted config.json replaces the model name (and is not put in the link)."""
+    from vramplan.model.catalog import find
+
+    entry = find("qwen3-8b")
+    assert entry is not None
+    page.goto(base_url + "/?model=qwen3-235b-a22b&gpu=4090&context=4096")
+    expect(page.locator("#verdict-title")).to_have_text("Does not fit")
+    page.locator("#config-box summary").click()
+    page.fill("#config", "{ not json")
+    expect(page.locator("#error")).to_contain_text("config: is not valid JSON")
+    expect(page.locator("#config")).to_have_attribute("aria-invalid", "true")
+    page.fill("#config", json.dumps(entry.load_config()))
+    expect(page.locator("#verdict-title")).to_have_text("Fits")
+    want = httpx.post(base_url + "/v1/estimate", json={
+        "config": entry.load_config(), "gpu": "4090", "context": 4096}).json()
+    expect(page.locator("#weights-total")).to_have_text(
+        f"{fmt_bytes(want['weights_bytes'])} ({fmt_bytes(want['weights_bytes'], False)})")
+    assert "config" not in page.url and "model_type" not in page.url
 
 
 def test_plan_section_degrades(page: Page, base_url: str) -> None:
