@@ -205,6 +205,13 @@ def test_per_slot_streams(tiny: Path) -> None:
     assert eu.engine_figures["n_seq_max"] == 4 and eu.engine_figures["kv_cells"] == 4096
 
 
+def test_context_and_batch_map_to_slots(tiny: Path) -> None:
+    e = run(str(tiny), context=2048, batch=2)  # vramplan's per-sequence context, 2 sequences
+    f = e.engine_figures
+    assert (f["n_ctx"], f["n_seq_max"], f["n_ctx_seq"]) == (4096, 2, 2048)
+    assert "-np 2" in e.command and "-c 4096" in e.command
+
+
 def test_swa_cells(tmp_path: Path) -> None:
     p = write_gguf(tmp_path / "tiny-gptoss.gguf", arch="gpt-oss", swa=128, n_expert=4)
     e = run(str(p), opts={"ctx_size": 8192, "parallel": 1})

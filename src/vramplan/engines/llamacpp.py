@@ -183,8 +183,8 @@ def resolve(setup: Setup, view: ModelView, prof: LlamaProfile,
             raise InputError("--ctx-size", f"must be >= 0, got {req}", "0 means the trained context")
         n_ctx = req or view.n_ctx_train
         flags += ["-c", str(req)]
-    elif not wl.context_is_default:
-        n_ctx = wl.context_tokens
+    elif not wl.context_is_default:  # --context is per sequence; -c is shared by the slots
+        n_ctx = wl.context_tokens * (1 if unified else n_seq)
         flags += ["-c", str(n_ctx)]
     else:
         n_ctx, ctx_auto = view.n_ctx_train, True
