@@ -134,6 +134,9 @@ def predicted(est: Any) -> dict[str, float]:
     for k, v in f.items():  # any figure an engine logs under the measured name
         if isinstance(v, int | float) and not isinstance(v, bool):
             out[k] = float(v)
+    for dev, comps in (f.get("devices") or {}).items():  # llama.cpp/Ollama: "CUDA0.kv_buffer_bytes"
+        if isinstance(comps, Mapping):
+            out.update({f"{dev}.{k}": float(v) for k, v in comps.items()})
     return out
 
 

@@ -359,49 +359,52 @@ CASES = json.loads((DATA / "measured_llamacpp.json").read_text())["cases"]
 
 def case_estimate(c: dict[str, Any]) -> Estimate:
     model: Any = dict(c["config"], _name_or_path=c["model"]) if c.get("config") else c["model"]
-    return estimate(model, quant=c.get("quant"), gpu=c["gpu"], gpus=c["gpu_count"],
+    s = c["settings"]
+    return estimate(model, quant=s.get("quant"), gpu=c["gpu"], gpus=c["gpu_count"],
                     engine=f"{c['engine']}=={c['engine_version']}",
-                    engine_options=c["settings"], allow_hub=False)
+                    engine_options=s["engine_options"], allow_hub=False)
 
 
-def component_params(cases: list[dict[str, Any]]) -> list[Any]:
+def byte_metrics(cases: list[dict[str, Any]]) -> list[Any]:
+    """One test per measured byte figure ('DEV.component' or a top-level figure)."""
     out = []
     for c in cases:
         if c.get("unmatched"):
-            out.append(pytest.param(c, "", "", id=c["id"],
+            out.append(pytest.param(c, "", id=c["id"],
                                     marks=pytest.mark.skip(reason=c["unmatched"])))
             continue
-        if c.get("compare") == ["kv_total"]:
-            out.append(pytest.param(c, "", "kv_total", id=f"{c['id']}-kv_total"))
-            continue
-        for d, comps in c["measured"]["devices"].items():
-            for comp in comps:
-                key = f"{d}.{comp}"
-                marks = [pytest.mark.xfail(strict=True, reason=c["known_miss"][key])] \
-                    if key in c["known_miss"] else []
-                out.append(pytest.param(c, d, comp, id=f"{c['id']}-{key}", marks=marks))
+        for metric, value in c["measured"].items():
+            if not metric.endswith("_bytes") or not isinstance(value, int):
+                continue
+            marks = [pytest.mark.xfail(strict=True, reason=c["xfail"][metric])] \
+                if metric in c["xfail"] else []
+            out.append(pytest.param(c, metric, id=f"{c['id']}-{metric}", marks=marks))
     return out
 
 
-def relative_error(c: dict[str, Any], d: str, comp: str) -> tuple[float, int, int]:
-    e = case_estimate(c)
-    if comp == "kv_total":
-        pred = e.engine_figures["kv_k_bytes"] + e.engine_figures["kv_v_bytes"]
-        meas = c["measured"]["kv_total_bytes"]
-    else:
-        pred = e.engine_figures["devices"][d][comp]
-        meas = c["measured"]["devices"][d][comp]
-    return ((pred - meas) / meas if meas else float(pred != meas)), pred, meas
+def predicted(e: Estimate, metric: str) -> int:
+    f = e.engine_figures
+    if "." in metric:
+        d, comp = metric.split(".", 1)
+        return int(f["devices"][d][comp])
+    return int(f[metric])
 
 
-@pytest.mark.parametrize(("case", "device", "component"), component_params(CASES))
-def test_measured_llamacpp(case: dict[str, Any], device: str, component: str) -> None:
-    tol_key = "kv_buffer_bytes" if component == "kv_total" else component.replace(
-        "model_buffer_logged_bytes", "model_buffer_bytes")
-    err, pred, meas = relative_error(case, device, component)
-    tol = case["tolerance"][tol_key]
+def check_metric(case: dict[str, Any], metric: str) -> None:
+    e = case_estimate(case)
+    pred, meas = predicted(e, metric), case["measured"][metric]
+    tol = case["tolerance"][metric]
+    if meas == 0:
+        assert pred == 0, f"{pred / MIB:.2f} MiB predicted, nothing logged"
+        return
+    err = (pred - meas) / meas
     assert abs(err) <= tol, f"{pred / MIB:.2f} MiB predicted vs {meas / MIB:.2f} MiB logged " \
         f"({err:+.1%}, tolerance {tol:.0%})"
+
+
+@pytest.mark.parametrize(("case", "metric"), byte_metrics(CASES))
+def test_measured_llamacpp(case: dict[str, Any], metric: str) -> None:
+    check_metric(case, metric)
 
 
 def test_measured_cases_keep_their_source() -> None:

@@ -14,6 +14,8 @@ from vramplan.engines.ollama import default_num_ctx, ollama_profile
 from vramplan.errors import InputError
 from vramplan.result import Estimate
 
+from .test_engine_llamacpp import byte_metrics, case_estimate, check_metric
+
 DATA = Path(__file__).resolve().parent / "data"
 MIB = 2**20
 GIB = 2**30
@@ -99,34 +101,9 @@ def test_bad_num_ctx() -> None:
 
 # ---------------------------------------------------------------------- measured cases
 
-def case_estimate(c: dict[str, Any]) -> Estimate:
-    model: Any = dict(c["config"], _name_or_path=c["model"]) if c.get("config") else c["model"]
-    return estimate(model, quant=c.get("quant"), gpu=c["gpu"], gpus=c["gpu_count"],
-                    engine=f"ollama=={c['engine_version']}", engine_options=c["settings"],
-                    allow_hub=False)
-
-
-def params() -> list[Any]:
-    out = []
-    for c in CASES:
-        for d, comps in c["measured"]["devices"].items():
-            for comp in comps:
-                key = f"{d}.{comp}"
-                marks = [pytest.mark.xfail(strict=True, reason=c["known_miss"][key])] \
-                    if key in c["known_miss"] else []
-                out.append(pytest.param(c, d, comp, id=f"{c['id']}-{key}", marks=marks))
-    return out
-
-
-@pytest.mark.parametrize(("case", "device", "component"), params())
-def test_measured_ollama(case: dict[str, Any], device: str, component: str) -> None:
-    e = case_estimate(case)
-    pred = e.engine_figures["devices"][device][component]
-    meas = case["measured"]["devices"][device][component]
-    tol = case["tolerance"][component.replace("_logged", "")]
-    err = (pred - meas) / meas
-    assert abs(err) <= tol, f"{pred / MIB:.2f} MiB predicted vs {meas / MIB:.2f} MiB logged " \
-        f"({err:+.1%}, tolerance {tol:.0%})"
+@pytest.mark.parametrize(("case", "metric"), byte_metrics(CASES))
+def test_measured_ollama(case: dict[str, Any], metric: str) -> None:
+    check_metric(case, metric)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

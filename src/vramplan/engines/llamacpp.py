@@ -310,7 +310,8 @@ class LlamaCppEngine:
             "offloaded": f"{lo.gpu_layers}/{n_out} layers", "flash_attn": cfg.flash_attn,
             "n_batch": cfg.n_batch, "n_ubatch": cfg.n_ubatch, "type_k": cfg.type_k,
             "type_v": cfg.type_v, "kv_cells": lo.cells, "swa_cells": lo.swa_cells,
-            "kv_k_bytes": lo.kv_k, "kv_v_bytes": lo.kv_v, "pipeline_copies": lo.pipeline_copies,
+            "kv_k_bytes": lo.kv_k, "kv_v_bytes": lo.kv_v, "kv_total_bytes": lo.kv_k + lo.kv_v,
+            "pipeline_copies": lo.pipeline_copies,
             "output_buffer_bytes": lo.output_bytes, "mmap": cfg.mmap,
             "build_profile": f"b{self.profile.build} ({self.profile.since})",
         }
