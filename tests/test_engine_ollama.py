@@ -94,6 +94,13 @@ def test_automatic_batch_grows_with_context() -> None:
     assert run(engine="ollama==0.19.0", opts={"num_ctx": 16384}).engine_figures["num_batch"] == 512
 
 
+def test_flash_attention_needs_a_recent_gpu() -> None:
+    v100 = run(gpu="v100-16gb", opts={"num_ctx": 8192})  # compute 7.0: supported
+    assert v100.engine_figures["flash_attn"]
+    b200 = run(gpu="b200", opts={"num_ctx": 8192})  # compute 10.0
+    assert b200.engine_figures["flash_attn"]
+
+
 def test_bad_num_ctx() -> None:
     with pytest.raises(InputError, match="--num-ctx"):
         run(opts={"num_ctx": 0})

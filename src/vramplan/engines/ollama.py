@@ -254,6 +254,10 @@ class OllamaEngine:
             np_ = 1
         fa_env = o.get("flash_attn")
         fa = "auto" if fa_env in (None, "auto") else str(fa_env)
+        if fa == "auto" and not _fa_supported(setup):
+            fa = "off"
+            notes.append("flash attention off: Ollama enables it only on CUDA compute >= 7.0 "
+                         "(not 7.2), ROCm, Metal and Vulkan (ml/device.go FlashAttentionSupported)")
         if fa_env not in (None, "auto"):
             env.append(f"OLLAMA_FLASH_ATTENTION={'1' if fa == 'on' else '0'}")
         kvt = str(o.get("cache_type_k") or "").lower()
@@ -279,7 +283,8 @@ class OllamaEngine:
         split: tuple[float, ...] = ()
         if prof.llama_server:
             if o.get("batch_size") is None:
-                nb = self._auto_batch(view, ctx_total, cap * setup.gpu_count, fa)
+                nb = self._auto_batch(view, ctx_total, cap * setup.gpu_count, fa,
+                                      constrained=prefix == "CUDA" and cap <= 8 * GIB)
                 lopts["ubatch_size"] = lopts["batch_size"] = nb
                 figures["num_batch"] = nb
             if o.get("n_gpu_layers") is not None:
@@ -308,12 +313,13 @@ class OllamaEngine:
         return replace(res, assumptions=assumptions)
 
     @staticmethod
-    def _auto_batch(view: ModelView, ctx: int, available: int, fa: str) -> int:
+    def _auto_batch(view: ModelView, ctx: int, available: int, fa: str,
+                    constrained: bool = False) -> int:
         """server/sched.go automaticGenerationBatch: 512, 1024 above 4k tokens, 2048 above 32k,
         stepped down while the pre-flight estimate (file + f16 KV) exceeds 60 % / 75 % of the
         available memory or the 2 GiB / 768 MiB surcharge does not fit under 80 %."""
-        if fa == "off":
-            return 512
+        if fa == "off":  # CUDA without flash attention: 256 on <= 8 GiB cards above 4k tokens
+            return 256 if constrained and ctx > 4096 else 512
         predicted = sum(t.nbytes for t in view.tensors) + sum(
             2 * ctx * la.k_width * 2 for la in view.layers if la.k_width)
         batch = 2048 if ctx > 32768 else 1024 if ctx > 4096 else 512
@@ -326,6 +332,17 @@ class OllamaEngine:
                 break
             batch = 1024 if batch > 1024 else 512
         return batch
+
+
+def _fa_supported(setup: Setup) -> bool:
+    g = setup.gpu
+    if g.vendor.lower() != "nvidia" or not g.cuda_compute_capability:
+        return True
+    try:
+        cc = tuple(int(x) for x in g.cuda_compute_capability.split("."))
+    except ValueError:
+        return True
+    return cc >= (7, 0) and cc != (7, 2)
 
 
 def _model_name(setup: Setup) -> str:
