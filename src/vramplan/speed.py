@@ -29,7 +29,7 @@ from typing import Any
 
 from vramplan.hardware.gpus import Gpu
 from vramplan.hardware.host import HostMemory, pcie_bytes_per_s, typical_host
-from vramplan.kv import cached_tokens, layer_bytes_per_token, linear_state_bytes
+from vramplan.kv import layer_bytes_per_token, linear_state_bytes
 from vramplan.model.spec import ModelSpec
 from vramplan.placement import Parallelism
 from vramplan.plan.offload import Residence, WeightSplit, split_cached
@@ -116,38 +116,63 @@ def coverage(batch: int, fraction: float) -> float:
     return 1.0 - (1.0 - fraction) ** max(batch, 1)
 
 
-def kv_read_bytes(spec: ModelSpec, layers: tuple[int, ...], depth: int, batch: int, kv_dtype: str,
-                  tp: int) -> int:
-    """K+V bytes one decode step reads on one rank: Σ_layers bytes/token x min(depth, window) x
-    batch, plus linear-attention state (read once per sequence)."""
-    total = 0
+@dataclass(frozen=True, slots=True)
+class _LayerSums:
+    """Per-token KV bytes and attention widths of a set of layers, grouped by window."""
+
+    kv_by_window: tuple[tuple[int | None, int], ...]  # (window or None, bytes/token)
+    state_bytes: int  # linear-attention state per sequence
+    width_by_window: tuple[tuple[int | None, float], ...]  # (window, heads/tp x (d_k + d_v))
+
+
+_SUMS: dict[tuple[Any, ...], tuple[ModelSpec, _LayerSums]] = {}
+
+
+def _sums(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, tp: int) -> _LayerSums:
+    key = (id(spec), layers, kv_dtype, tp)
+    hit = _SUMS.get(key)
+    if hit is not None and hit[0] is spec:
+        return hit[1]
     want = set(layers)
+    kv: dict[int | None, int] = {}
+    width: dict[int | None, float] = {}
+    state = 0
     for layer in spec.layers:
         if layer.index not in want:
             continue
         a = layer.attention
         if a.kind == "linear":
-            total += linear_state_bytes(a, kv_dtype, tp) * batch
-        else:
-            total += layer_bytes_per_token(a, kv_dtype, tp) * cached_tokens(a, depth) * batch
-    return total
+            state += linear_state_bytes(a, kv_dtype, tp)
+            continue
+        w = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else None
+        kv[w] = kv.get(w, 0) + layer_bytes_per_token(a, kv_dtype, tp)
+        dk = a.kv_lora_rank + a.qk_rope_head_dim if a.kind == "mla" else a.head_dim
+        dv = a.kv_lora_rank if a.kind == "mla" else a.v_head_dim
+        width[w] = width.get(w, 0.0) + (a.num_heads / tp) * (dk + dv)
+    out = _LayerSums(tuple(kv.items()), state, tuple(width.items()))
+    if len(_SUMS) > 8192:
+        _SUMS.clear()
+    _SUMS[key] = (spec, out)
+    return out
+
+
+def kv_read_bytes(spec: ModelSpec, layers: tuple[int, ...], depth: int, batch: int, kv_dtype: str,
+                  tp: int) -> int:
+    """K+V bytes one decode step reads on one rank: Σ_layers bytes/token x min(depth, window) x
+    batch, plus linear-attention state (read once per sequence). Also the KV bytes a cache
+    sized for ``depth`` tokens x ``batch`` sequences holds (vramplan.kv.kv_cache_bytes)."""
+    s = _sums(spec, tuple(layers), kv_dtype, tp)
+    per_seq = sum(b * (depth if w is None else min(depth, w)) for w, b in s.kv_by_window)
+    return (per_seq + s.state_bytes) * batch
 
 
 def attention_flops(spec: ModelSpec, layers: tuple[int, ...], query_tokens: int, depth: int,
                     tp: int) -> float:
     """Score + value FLOPs: 2 x heads x (d_k + d_v) x query_tokens x keys, keys = min(depth,
     window) (for a causal prefill of T tokens pass depth = T/2, the mean key count)."""
-    want = set(layers)
-    total = 0.0
-    for layer in spec.layers:
-        a = layer.attention
-        if layer.index not in want or a.kind == "linear":
-            continue
-        dk = a.kv_lora_rank + a.qk_rope_head_dim if a.kind == "mla" else a.head_dim
-        dv = a.kv_lora_rank if a.kind == "mla" else a.v_head_dim
-        keys = cached_tokens(a, depth)
-        total += 2.0 * (a.num_heads / tp) * (dk + dv) * query_tokens * keys
-    return total
+    s = _sums(spec, tuple(layers), "fp16", tp)
+    return sum(2.0 * wd * query_tokens * (depth if w is None else min(depth, w))
+               for w, wd in s.width_by_window)
 
 
 def peak_flops(gpu: Gpu, qm: QuantizedModel, engine: str) -> float:

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vramplan import api
-from vramplan.engines.generic import CUDA_CONTEXT_BYTES, NCCL_BYTES, activation_peak_bytes
+from vramplan.engines.generic import CUDA_CONTEXT_BYTES, NCCL_BYTES
 from vramplan.errors import VramplanError
 from vramplan.hardware.gpus import Gpu
 from vramplan.hardware.host import HostMemory
-from vramplan.kv import kv_cache_bytes
 from vramplan.placement import Parallelism, check_tp
 from vramplan.plan import llamacpp
 from vramplan.plan.gguf_fallback import screen_priced as priced
-from vramplan.plan.offload import describe, split_cached
+from vramplan.plan.offload import activation_bytes, describe, split_cached
 from vramplan.plan.types import PlanOption
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.result import DeviceEstimate
@@ -93,11 +92,12 @@ class Cand:
 
 
 def parallel_options(spec: Any, n: int, engine: str) -> list[Parallelism]:
-    """TP over all n GPUs; expert parallel when TP cannot split the experts; else TP x PP."""
+    """TP over all n GPUs (at most 8: one node); expert parallel when TP cannot split the
+    experts; else TP x PP (PP across nodes beyond 8 GPUs)."""
     if engine == "transformers" or n == 1:
         return [Parallelism()]
     out = []
-    for tp in [d for d in range(n, 0, -1) if n % d == 0]:
+    for tp in [d for d in range(min(n, 8), 0, -1) if n % d == 0]:  # TP within a node of 8
         for ep in ((False, True) if spec.is_moe else (False,)):
             par = Parallelism(tp=tp, pp=n // tp, ep=ep)
             if par.pp > spec.num_layers:
@@ -136,12 +136,13 @@ def screen_st(run: Run, engine: str, quant: str | None, gpu: Gpu, n: int,
     sp = split_cached(qm, par, n, engine)
     if engine == "transformers":
         w = math.ceil(sum(s.total_bytes for s in sp.stages) / n)
-        kv = math.ceil(kv_cache_bytes(spec, run.context, run.concurrency, run.kv_dtype) / n)
+        kv = math.ceil(kv_read_bytes(spec, tuple(range(spec.num_layers)), run.context,
+                                     run.concurrency, run.kv_dtype, 1) / n)
     else:
         w = max(s.total_bytes for s in sp.stages)
         kv = max(kv_read_bytes(spec, s.layers, run.context, run.concurrency, run.kv_dtype,
                                par.tp) for s in sp.stages)
-    over = activation_peak_bytes(spec, min(run.context * run.concurrency, VLLM_CHUNK),
+    over = activation_bytes(spec, min(run.context * run.concurrency, VLLM_CHUNK),
                                  min(run.concurrency, 256), par.tp) + CUDA_CONTEXT_BYTES + (
         NCCL_BYTES if n > 1 else 0)
     usable = int(gpu.memory_reported_bytes * ENGINE_SHARE.get(engine, 1.0))
@@ -184,8 +185,17 @@ def screen_gguf(run: Run, engine: str, quant: str, gpu: Gpu, n: int, placement: 
     qm = priced(run.lm, quant)
     c = Cand(engine, "gguf", quant, qm, gpu, n, Parallelism(), placement)
     if placement == "gpu":
-        lay = llamacpp.layout(qm, gpu, n, run.context, run.concurrency, "fp16", None, {})
-        ok = lay.gpu_fits
+        c.gpu_bytes, c.host_bytes = llamacpp.totals(qm, n, run.context, run.concurrency, "fp16",
+                                                    {})
+        cap = llamacpp.gpu_capacity(gpu)
+        c.ok = c.gpu_bytes <= cap
+        if c.ok:
+            c.layout = llamacpp.layout(qm, gpu, n, run.context, run.concurrency, "fp16", None, {})
+            c.speed = _speed(run, c, run.context)
+        else:
+            c.reason = (f"{fmt_bytes(c.gpu_bytes)} per GPU > {fmt_bytes(cap)} usable on "
+                        f"{gpu.name}" + (f" x {n}" if n > 1 else ""))
+        return c
     else:
         found = llamacpp.solve_offload(qm, gpu, n, run.context, run.concurrency, "fp16",
                                        run.ram_bytes)
@@ -325,8 +335,16 @@ def verify(run: Run, c: Cand) -> PlanOption | str:
     meets = run.min_tokens_per_s is None or (dec is not None and dec >= run.min_tokens_per_s)
     placement = describe(split_cached(c.qm, c.par, c.n, c.engine, c.options),
                          run.spec.num_layers, c.n)
+    label = c.qm.scheme.name
+    if c.qm.scheme.method == "none":
+        label = {"float32": "fp32", "float16": "fp16"}.get(run.spec.torch_dtype, "bf16") + \
+            " (checkpoint)"
+    if c.family == "gguf" and any(d.kind == "cpu" and d.weights_bytes > 2 * GIB
+                                  for d in devices):
+        notes.append("prefill copies the host-RAM weights over PCIe once per 512-token ubatch; "
+                     "-ub 4096 -b 4096 speeds it up several times for a larger compute buffer")
     return PlanOption(
-        engine=c.engine, quant=c.quant or "checkpoint", quant_label=c.qm.scheme.name,
+        engine=c.engine, quant=c.quant or "checkpoint", quant_label=label,
         gpu=c.gpu.key, gpu_name=c.gpu.name, gpu_count=c.n, tp=c.par.tp, pp=c.par.pp,
         ep=c.par.ep, fits=fits, devices=tuple(devices), host_ram_bytes=host,
         context_tokens=run.context, concurrency=run.concurrency, decode_tokens_per_s=dec,

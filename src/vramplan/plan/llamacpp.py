@@ -17,17 +17,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vramplan.engines.generic import CUDA_CONTEXT_BYTES, activation_peak_bytes
+from vramplan.engines.generic import CUDA_CONTEXT_BYTES
 from vramplan.hardware.gpus import Gpu
 from vramplan.placement import Parallelism
-from vramplan.plan.offload import WeightSplit, split_cached
+from vramplan.plan.offload import WeightSplit, activation_bytes, split_cached
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.result import Component, DeviceEstimate
 from vramplan.speed import kv_read_bytes
 from vramplan.units import GIB, MIB
 
-__all__ = ["LLAMA_MARGIN_BYTES", "LlamaLayout", "command", "host_usable_bytes", "layer_regex",
-           "layout", "solve_offload"]
+__all__ = ["LLAMA_MARGIN_BYTES", "LlamaLayout", "command", "gpu_capacity", "host_usable_bytes",
+           "layer_regex", "layout", "solve_offload", "totals"]
 
 # SOURCE: llama.cpp common/common.h fit_params_target default 1024 MiB (--fit keeps this free).
 LLAMA_MARGIN_BYTES = 1024 * MIB
@@ -66,13 +66,42 @@ def _gpu_capacity(gpu: Gpu) -> int:
     return gpu.memory_reported_bytes - LLAMA_MARGIN_BYTES
 
 
+_TOTALS: dict[tuple[Any, ...], tuple[QuantizedModel, int, int]] = {}
+
+
+def totals(qm: QuantizedModel, gpu_count: int, context: int, slots: int, kv_dtype: str,
+           options: Mapping[str, Any]) -> tuple[int, int]:
+    """(largest per-GPU total, host total) of ``layout`` without building devices: what the
+    catalog-wide screen needs (memoized; the bytes do not depend on the GPU kind)."""
+    key = (id(qm), gpu_count, context, slots, kv_dtype, repr(sorted(options.items())))
+    hit = _TOTALS.get(key)
+    if hit is not None and hit[0] is qm:
+        return hit[1], hit[2]
+    spec = qm.inventory.spec
+    sp = split_cached(qm, Parallelism(), gpu_count, "llamacpp", dict(options))
+    fixed = activation_bytes(spec, UBATCH, slots, 1) + CUDA_CONTEXT_BYTES
+    gpu = max((st.total_bytes + kv_read_bytes(spec, st.layers, context, slots, kv_dtype, 1)
+               + fixed for st in sp.stages), default=0)
+    host = sp.host.total_bytes + kv_read_bytes(spec, sp.kv_host_layers, context, slots,
+                                               kv_dtype, 1) + HOST_BASELINE_BYTES
+    if len(_TOTALS) > 8192:
+        _TOTALS.clear()
+    _TOTALS[key] = (qm, gpu, host)
+    return gpu, host
+
+
+def gpu_capacity(gpu: Gpu) -> int:
+    """What llama.cpp may fill: reported memory minus the --fit margin."""
+    return _gpu_capacity(gpu)
+
+
 def layout(qm: QuantizedModel, gpu: Gpu, gpu_count: int, context: int, slots: int,
            kv_dtype: str, ram_bytes: int | None, options: Mapping[str, Any]) -> LlamaLayout:
     """Memory of each device for one llama.cpp configuration (see module docstring)."""
     spec = qm.inventory.spec
     opts = dict(options)
     sp = split_cached(qm, Parallelism(), gpu_count, "llamacpp", opts)
-    compute = activation_peak_bytes(spec, UBATCH, slots, 1)
+    compute = activation_bytes(spec, UBATCH, slots, 1)
     devices = []
     gpu_ok = True
     for i, st in enumerate(sp.stages):

@@ -5,7 +5,7 @@ Two engines put weights in host RAM, in different ways:
 * llama.cpp (and Ollama) *compute* on the CPU whatever tensors sit in a CPU buffer:
   ``-ngl N`` keeps the last N repeating layers on the GPU(s) (the output layer too once
   ``N > n_layer``) and runs the others on the CPU, their KV cache included
-  (``src/llama-model.cpp`` ``load_tensors``: ``i_gpu_start = n_layer + 1 - n_gpu_layers``);
+  (``src/llama-model.cpp`` ``load_tensors``: ``i_gpu_start = max(n_layer - n_gpu_layers, 0)``);
   ``--n-cpu-moe N`` moves the routed experts (``blk.<i>.ffn_(up|down|gate)_exps``) of layers
   ``0..N-1`` to the CPU, ``--cpu-moe`` all of them (``common/arg.cpp``, they add ``-ot``
   patterns), ``-ot REGEX=CPU`` any tensor whose GGUF name matches. The token embedding is always
@@ -31,7 +31,8 @@ from vramplan.placement import Parallelism, place, shard_fraction
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.units import GIB, fmt_bytes
 
-__all__ = ["LLAMACPP_ENGINES", "Residence", "WeightSplit", "describe", "gguf_like_name",
+__all__ = ["LLAMACPP_ENGINES", "Residence", "WeightSplit", "activation_bytes", "describe",
+           "gguf_like_name",
            "split_cached",
            "split_weights", "uses_llamacpp_layout"]
 
@@ -174,7 +175,7 @@ def _llamacpp_split(qm: QuantizedModel, gpu_count: int, options: Mapping[str, An
     ngl = n + 1 if ngl is None or int(ngl) < 0 or int(ngl) > n else int(ngl)
     if gpu_count <= 0:
         ngl = 0
-    first_gpu = n + 1 - ngl if ngl <= n else 0  # i_gpu_start
+    first_gpu = max(n - ngl, 0)  # i_gpu_start; the output layer (il = n) needs ngl > n
     n_cpu_moe = n if options.get("cpu_moe") else int(options.get("n_cpu_moe") or 0)
     pats = _ot_patterns(options)
     gpu_layers = [i for i in range(n) if i >= first_gpu]
@@ -312,3 +313,22 @@ def describe(sp: WeightSplit, n_layers: int, gpus: int = 1) -> str:
         return (f"routed experts of {k} layers in host RAM ({fmt_bytes(h.total_bytes)}), "
                 f"{n_layers - k} expert layers on {where}")
     return f"all layers on {where}"
+
+
+_ACT: dict[tuple[int, int, int, int], tuple[Any, int]] = {}
+
+
+def activation_bytes(spec: Any, tokens: int, seqs: int, tp: int) -> int:
+    """``engines.generic.activation_peak_bytes`` memoized by the identity of ``spec`` (its
+    widest-MLP scan over every layer is the planner's hottest loop otherwise)."""
+    from vramplan.engines.generic import activation_peak_bytes
+
+    key = (id(spec), tokens, seqs, tp)
+    hit = _ACT.get(key)
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    if len(_ACT) > 8192:
+        _ACT.clear()
+    v = activation_peak_bytes(spec, tokens, seqs, tp)
+    _ACT[key] = (spec, v)
+    return v

@@ -36,6 +36,9 @@ MIN_CONTEXT = 8192  # ASSUMPTION: the shortest context worth planning for when n
 ALTERNATIVE_KINDS = ("h200", "h100-sxm", "b200", "a100-80gb-sxm", "mi300x", "rtx-pro-6000",
                      "rtx-5090", "rtx-4090")
 HARDWARE_COUNTS = (1, 2, 4, 8, 16)
+# ASSUMPTION: more than 8 GPUs means several nodes; only planned for datacenter parts whose
+# GPU link is at least this fast (NVLink/Infinity Fabric class), never for PCIe-only cards.
+MULTI_NODE_LINK = 300 * 10**9
 
 
 def _resolve_gpu(gpu: str | None, gpus: int | None) -> tuple[list[Gpu], int | None, list[str]]:
@@ -215,9 +218,10 @@ def _at_own_context(run: Run, gpu: Gpu, counts: Sequence[int], engines: Iterable
 def plan(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: int | None = None,
          ram_bytes: int | str | None = None, context: int | None = None, concurrency: int = 1,
          min_tokens_per_s: float | None = None, engines: Iterable[str] | None = None,
-         max_options: int = 8) -> PlanResult:
+         max_options: int = 8, explore: bool = True) -> PlanResult:
     """Ranked ways to run ``model``: on ``gpus`` x ``gpu`` (``"auto"`` detects; ``None``
-    searches the whole catalog), with ``ram_bytes`` of host RAM for offload (``"auto"``)."""
+    searches the whole catalog), with ``ram_bytes`` of host RAM for offload (``"auto"``).
+    ``explore=False`` skips the other-hardware rows and the suggestions (``fit`` uses it)."""
     t0 = time.perf_counter()
     _validate(context, concurrency, min_tokens_per_s)
     kinds, fixed, notes = _resolve_gpu(gpu, gpus)
@@ -244,11 +248,11 @@ def plan(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: int | 
         else:
             options, groups = _at_own_context(run, kind, counts, engines, offload)
         rejected = rejections(groups, kind, counts[0])
-        if not any(o.fits and not o.host_ram_bytes for o in options):
+        if explore and not any(o.fits and o.host_ram_bytes < 2 * GIB for o in options):
             alt = [k for k in ALTERNATIVE_KINDS if k != kind.key] + [kind.key]
             alternatives = tuple(_hardware_rows(run, [get_gpu(k) for k in alt], engines,
                                                 HARDWARE_COUNTS, verify_top=len(alt)))
-        if not any(o.fits for o in options):
+        if explore and not any(o.fits for o in options):
             suggestions = _suggest(run, kind, counts[0], engines, alternatives)
     if min_tokens_per_s is not None and options and not any(o.meets_min_tokens_per_s
                                                             for o in options):
@@ -281,11 +285,12 @@ def _hardware_rows(run: Run, kinds: Sequence[Gpu], engines: Iterable[str] | None
     The ``verify_top`` fastest kinds are checked by their engine models (all when equal)."""
     best: list[tuple[Gpu, Group | None, str]] = []
     for kind in kinds:
-        groups = _groups(run, kind, counts, engines, offload=False, floor_4bit=True)
+        kc = [n for n in counts if n <= 8 or kind.interconnect_bytes_per_s >= MULTI_NODE_LINK]
+        groups = _groups(run, kind, kc, engines, offload=False, floor_4bit=True)
         ok = [g for g in groups if g.found]
         if not ok:
             fail = next((g.fails[-1].reason for g in groups if g.fails), "no engine runs here")
-            best.append((kind, None, f"not with {counts[-1]} or fewer: {fail}"))
+            best.append((kind, None, f"not with {kc[-1]} or fewer: {fail}"))
             continue
         ok.sort(key=lambda g: (g.found[0].n, ENGINE_ORDER.index(g.engine)))
         best.append((kind, ok[0], ""))
@@ -394,7 +399,7 @@ def fit(*, gpu: str, gpus: int | None = None, ram_bytes: int | str | None = None
     for name in names:
         try:
             res = plan(name, gpu=gpu, gpus=gpus or 1, ram_bytes=ram_bytes, context=context,
-                       engines=engines, max_options=1)
+                       engines=engines, max_options=1, explore=False)
         except InputError as e:
             if e.field.startswith("--gpu") or e.field.startswith("--ram"):
                 raise

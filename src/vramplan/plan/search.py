@@ -98,11 +98,32 @@ def screen(run: Run, engine: str, family: str, quant: str | None, gpu: Gpu, n: i
     return screen_st(run, engine, quant, gpu, n, placement)
 
 
+# ASSUMPTION: with no --min-tokens-per-s, a group prefers the best quantization that still
+# decodes this fast (interactive use); when none does, the fastest one.
+DEFAULT_TARGET_TOKENS_PER_S = 5.0
+
+
+def _order(run: Run, found: list[Cand]) -> list[Cand]:
+    """4-bit or better before 3/2-bit; within each, those reaching the rate target in quality
+    order, then the others fastest first."""
+    target = run.min_tokens_per_s if run.min_tokens_per_s is not None else \
+        DEFAULT_TARGET_TOKENS_PER_S
+    def key(c: Cand) -> tuple[bool, bool, float]:
+        lossy = (c.quant or "") in LOSSY
+        meets = c.decode >= target
+        return (lossy, not meets, 0.0 if meets else -c.decode)  # sort is stable: quality order
+
+    return sorted(found, key=key)
+
+
 def search_group(run: Run, engine: str, family: str, gpu: Gpu, counts: Iterable[int],
                  placement: str, floor_4bit: bool = False) -> Group:
-    """Fewest GPUs first; at that count the best-quality quantizations that screen OK."""
+    """Fewest GPUs first; at that count the best-quality quantizations that screen OK (see
+    ``_order`` for the rate target)."""
     g = Group(engine, family, placement)
     quants = quants_for(run.lm, family, engine, gpu, floor_4bit)
+    target = run.min_tokens_per_s if run.min_tokens_per_s is not None else \
+        DEFAULT_TARGET_TOKENS_PER_S
     for n in counts:
         for q in quants:
             try:
@@ -114,12 +135,11 @@ def search_group(run: Run, engine: str, family: str, gpu: Gpu, counts: Iterable[
                     raise
                 continue
             (g.found if c.ok else g.fails).append(c)
-            if len(g.found) >= PER_GROUP:  # the best ones plus fallbacks for the engine check
+            meeting = [f for f in g.found if f.decode >= target]
+            if meeting and len(g.found) >= PER_GROUP:  # best ones + fallbacks for the engine
                 break
         if g.found:
-            if run.min_tokens_per_s is not None:  # meeting the rate first, quality order kept
-                g.found.sort(key=lambda c: c.decode < (run.min_tokens_per_s or 0))
-            g.found = g.found[:PER_GROUP]
+            g.found = _order(run, g.found)[:PER_GROUP]
             return g
     return g
 
