@@ -6,6 +6,7 @@ tree, and ``vramplan.report.to_dict`` gives the one JSON object all interfaces p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,8 +45,16 @@ class LoadedModel:
 
 
 @lru_cache(maxsize=64)
-def _load_cached(name: str, allow_hub: bool) -> LoadedModel:
-    src = load_model(name, allow_hub=allow_hub)
+def _load_cached(name: str, allow_hub: bool, allow_local: bool) -> LoadedModel:
+    src = load_model(name, allow_hub=allow_hub, allow_local=allow_local)
+    return _from_source(src)
+
+
+@lru_cache(maxsize=64)
+def _load_inline(canonical_json: str) -> LoadedModel:
+    """A pasted config.json, cached by its canonical JSON text (sorted keys)."""
+    cfg = json.loads(canonical_json)
+    src = ModelSource(str(cfg.get("_name_or_path") or "config"), "inline", "inline config", cfg)
     return _from_source(src)
 
 
@@ -54,15 +63,19 @@ def _from_source(src: ModelSource) -> LoadedModel:
     return LoadedModel(src, spec, build_inventory(spec))
 
 
-def load(model: str | Mapping[str, Any], *, allow_hub: bool = True) -> LoadedModel:
+def load(model: str | Mapping[str, Any], *, allow_hub: bool = True,
+         allow_local: bool = True) -> LoadedModel:
     """Resolve a catalog name, local path, Hub id, or an already-parsed config dict."""
     if isinstance(model, Mapping):
-        src = ModelSource(str(model.get("_name_or_path") or "config"), "inline", "inline config",
-                          dict(model))
-        return _from_source(src)
+        try:
+            canonical = json.dumps(model, sort_keys=True)
+        except (TypeError, ValueError):
+            raise InputError("config", "is not plain JSON", "pass the model's config.json") \
+                from None
+        return _load_inline(canonical)
     if not isinstance(model, str) or not model.strip():
         raise InputError("MODEL", "is empty", "name a model, e.g. qwen3-8b")
-    return _load_cached(model.strip(), allow_hub)
+    return _load_cached(model.strip(), allow_hub, allow_local)
 
 
 @lru_cache(maxsize=256)
@@ -115,9 +128,9 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
              batch: int = 1, kv_dtype: str = "auto", tp: int | None = None, pp: int = 1,
              ep: bool = False, engine: str = "auto",
              engine_options: Mapping[str, Any] | None = None, allow_hub: bool = True,
-             ram: int | None = None) -> Estimate:
+             ram: int | None = None, allow_local: bool = True) -> Estimate:
     """Estimate memory for running ``model`` on ``gpus`` x ``gpu`` (see README for each term)."""
-    lm = load(model, allow_hub=allow_hub)
+    lm = load(model, allow_hub=allow_hub, allow_local=allow_local)
     spec = lm.spec
     hw = resolve_gpu(gpu, vram)
     eng = get_engine(default_engine(lm.source.origin) if engine == "auto" else engine)

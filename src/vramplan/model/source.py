@@ -61,14 +61,15 @@ def load_local(path: Path) -> ModelSource:
     return ModelSource(name, "local", str(cfg_path), cfg, hq, tuple(headers))
 
 
-def load_model(name: str, *, allow_hub: bool = True) -> ModelSource:
-    """Catalog first (works offline), then a local path, then the Hub."""
+def load_model(name: str, *, allow_hub: bool = True, allow_local: bool = True) -> ModelSource:
+    """Catalog first (works offline), then a local path (unless ``allow_local`` is False, as for
+    the HTTP server, which never reads files a request names), then the Hub."""
     entry = catalog.find(name)
     if entry is not None:
         return ModelSource(entry.id, "catalog", entry.source, entry.load_config(),
                            entry.load_hf_quant_config())
     p = Path(name).expanduser()
-    if p.exists():
+    if allow_local and p.exists():
         if p.suffix.lower() == ".gguf":
             from vramplan.model.gguf_source import load_gguf_source
 

@@ -452,7 +452,7 @@ def run_estimate(req: EstimateRequest, allow_hub: bool,
     from vramplan.api import estimate
     from vramplan.report import to_dict
 
-    est = estimate(model_argument(req, allow_hub, hub_hint), allow_hub=allow_hub,
+    est = estimate(model_argument(req, allow_hub, hub_hint), allow_hub=allow_hub, allow_local=False,
                    **req.kwargs())
     return to_dict(est)
 
