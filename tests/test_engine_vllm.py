@@ -268,7 +268,10 @@ def test_more_context_never_needs_less(model: str, a: int, b: int, gpu: str,
     if x.failure is not None:
         assert y.failure is not None
     if x.failure is None and y.failure is None:
-        assert y.devices[0].total_bytes == x.devices[0].total_bytes  # whole budget either way
+        # whole budget either way, up to one KV block over all layers: the pool is a whole
+        # number of blocks, and the activation peak (hence the pool) moves with the batch limit
+        block_all_layers = x.kv_cache_bytes_per_token * x.engine_figures["block_size"]
+        assert abs(y.devices[0].total_bytes - x.devices[0].total_bytes) < block_all_layers
         assert y.engine_figures["max_concurrency"] <= x.engine_figures["max_concurrency"]
     for d in (*x.devices, *y.devices):
         assert d.total_bytes == sum(c.bytes for c in d.components)
