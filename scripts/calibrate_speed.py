@@ -370,7 +370,8 @@ def setup_from_case(case: dict[str, Any]) -> Any:
     return SpeedSetup(qm, get_gpu(case["gpu"]), n, Parallelism(tp, max(1, n // tp) if
                       case["engine"] not in ("llamacpp", "ollama") else 1),
                       case["engine"], int(case.get("batch", 1)), int(case["depth_tokens"]),
-                      int(case.get("prompt_tokens", 512)), kvd, host, case.get("options", {}))
+                      int(case.get("prompt_tokens", 512)), kvd, host, case.get("options", {}),
+                      host_kind_known=bool(h and "note" not in h))
 
 
 def model_values(case: dict[str, Any]) -> dict[str, float]:

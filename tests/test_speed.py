@@ -147,3 +147,16 @@ def test_estimate_speed_shape_and_unknown_gpu() -> None:
     assert isinstance(d["assumptions"], list) and d["bound_by"]
     none = speed.estimate_speed(est, qm, custom_gpu(24 * GIB))
     assert none["decode_tokens_per_s"]["value"] is None and none["assumptions"]
+
+
+def test_estimate_speed_follows_the_placement_a_llamacpp_engine_chose() -> None:
+    from vramplan.engines.base import engine_names
+
+    if "llamacpp" not in engine_names():
+        pytest.skip("llama.cpp engine model not installed")
+    est = api.estimate("Qwen/Qwen3-30B-A3B", gpu="rtx-4060-ti-8gb", quant="q4_k_m", context=8192,
+                       engine="llamacpp")
+    qm = api._priced(api.load("Qwen/Qwen3-30B-A3B"), "q4_k_m")
+    d = speed.estimate_speed(est, qm, get_gpu("rtx-4060-ti-8gb"), 64 * GIB)
+    assert d["bound_by"] == "host_memory_bandwidth"  # --fit put experts in host RAM
+    assert any("ASSUMPTION: typical desktop" in a for a in d["assumptions"])

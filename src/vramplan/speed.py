@@ -103,6 +103,7 @@ class SpeedSetup:
     kv_dtype: str
     host: HostMemory | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    host_kind_known: bool = False  # False: the memory kind/channels of ``host`` are assumed
 
     @property
     def spec(self) -> ModelSpec:
@@ -324,7 +325,7 @@ def speed_dict(s: SpeedSetup, split: WeightSplit | None = None) -> dict[str, Any
                        f"({dec[bound] / step:.0%} of the step)")
     if host_used:
         hm = _host(s)
-        src = "given" if s.host else "ASSUMPTION: typical desktop"
+        src = "given" if s.host and s.host_kind_known else "ASSUMPTION: typical desktop"
         assumptions.append(f"host RAM {hm.kind} x {hm.channels} channels = "
                            f"{hm.bandwidth_bytes_per_s / 1e9:.0f} GB/s peak ({src}); CPU "
                            f"reaches {HOST_BANDWIDTH_EFFICIENCY:.0%} of it")
@@ -349,19 +350,31 @@ def speed_dict(s: SpeedSetup, split: WeightSplit | None = None) -> dict[str, Any
     return out
 
 
-def estimate_speed(est: Estimate, qm: QuantizedModel, gpu: Gpu, host: HostMemory | None = None,
-                   *, engine_options: Mapping[str, Any] | None = None,
+def estimate_speed(est: Estimate, qm: QuantizedModel, gpu: Gpu,
+                   host: HostMemory | int | None = None, *,
+                   engine_options: Mapping[str, Any] | None = None,
                    depth_tokens: int | None = None,
                    prompt_tokens: int | None = None) -> dict[str, Any]:
     """Speed of the setup an ``Estimate`` describes (``api.estimate`` wires this in).
 
-    Decode is given at a KV depth of ``depth_tokens`` (default: half the context, the mean
-    depth of a sequence that fills it) and TTFT for a ``prompt_tokens`` prompt (default: the
-    full context).
+    ``host``: the host memory, or its size in bytes (then a typical dual-channel DDR5 desktop
+    is assumed). ``engine_options``: the options the engine was given; when a llama.cpp-family
+    engine placed the layers itself (--fit), its figures give the placement. Decode is given at
+    a KV depth of ``depth_tokens`` (default: half the context, the mean depth of a sequence
+    that fills it) and TTFT for a ``prompt_tokens`` prompt (default: the full context).
     """
+    from vramplan.plan.offload import LLAMACPP_ENGINES, options_from_figures
+
+    opts = dict(engine_options or {})
+    if est.engine in LLAMACPP_ENGINES and not any(
+            opts.get(k) is not None for k in ("n_gpu_layers", "n_cpu_moe", "cpu_moe",
+                                              "override_tensor")):
+        opts.update(options_from_figures(dict(est.engine_figures),
+                                         qm.inventory.spec.num_layers) or {})
+    hm = typical_host(host) if isinstance(host, int) and not isinstance(host, bool) else (
+        host if isinstance(host, HostMemory) else None)
     ctx = est.context_tokens
     s = SpeedSetup(qm, gpu, est.gpu_count, Parallelism(est.tp, est.pp), est.engine, est.batch,
                    ctx // 2 if depth_tokens is None else depth_tokens,
-                   ctx if prompt_tokens is None else prompt_tokens, est.kv_dtype, host,
-                   dict(engine_options or {}))
+                   ctx if prompt_tokens is None else prompt_tokens, est.kv_dtype, hm, opts)
     return speed_dict(s)

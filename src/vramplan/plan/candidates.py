@@ -10,7 +10,6 @@ the verdict, devices and command.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from vramplan.hardware.host import HostMemory
 from vramplan.placement import Parallelism, check_tp
 from vramplan.plan import llamacpp
 from vramplan.plan.gguf_fallback import screen_priced as priced
-from vramplan.plan.offload import activation_bytes, describe, split_cached
+from vramplan.plan.offload import activation_bytes, describe, options_from_figures, split_cached
 from vramplan.plan.types import PlanOption
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.result import DeviceEstimate
@@ -364,22 +363,3 @@ def _engine_opts(run: Run, c: Cand) -> dict[str, Any]:
     if c.par.ep:
         opts["enable_expert_parallel"] = True
     return opts
-
-
-def options_from_figures(figures: dict[str, Any], n_layers: int) -> dict[str, Any] | None:
-    """The placement a llama.cpp-family engine chose (its --fit flags), as engine options."""
-    fit = figures.get("fit")
-    flags = fit.get("equivalent_flags") if isinstance(fit, dict) else None
-    out: dict[str, Any] = {}
-    if isinstance(flags, str):
-        m = re.search(r"-ngl (\d+)", flags)
-        if m and int(m.group(1)) <= n_layers:
-            out["n_gpu_layers"] = int(m.group(1))
-        m = re.search(r"-ot '([^']*)'", flags)
-        if m:
-            out["override_tensor"] = m.group(1)
-        return out
-    ngl = figures.get("n_gpu_layers")
-    if isinstance(ngl, int) and ngl <= n_layers:
-        out["n_gpu_layers"] = ngl
-    return out if out else None

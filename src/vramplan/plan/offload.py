@@ -32,7 +32,7 @@ from vramplan.quant.schemes import QuantizedModel
 from vramplan.units import GIB, fmt_bytes
 
 __all__ = ["LLAMACPP_ENGINES", "Residence", "WeightSplit", "activation_bytes", "describe",
-           "gguf_like_name",
+           "gguf_like_name", "options_from_figures",
            "split_cached",
            "split_weights", "uses_llamacpp_layout"]
 
@@ -332,3 +332,22 @@ def activation_bytes(spec: Any, tokens: int, seqs: int, tp: int) -> int:
     v = activation_peak_bytes(spec, tokens, seqs, tp)
     _ACT[key] = (spec, v)
     return v
+
+
+def options_from_figures(figures: dict[str, Any], n_layers: int) -> dict[str, Any] | None:
+    """The placement a llama.cpp-family engine chose (its --fit flags), as engine options."""
+    fit = figures.get("fit")
+    flags = fit.get("equivalent_flags") if isinstance(fit, dict) else None
+    out: dict[str, Any] = {}
+    if isinstance(flags, str):
+        m = re.search(r"-ngl (\d+)", flags)
+        if m and int(m.group(1)) <= n_layers:
+            out["n_gpu_layers"] = int(m.group(1))
+        m = re.search(r"-ot '([^']*)'", flags)
+        if m:
+            out["override_tensor"] = m.group(1)
+        return out
+    ngl = figures.get("n_gpu_layers")
+    if isinstance(ngl, int) and ngl <= n_layers:
+        out["n_gpu_layers"] = ngl
+    return out if out else None
