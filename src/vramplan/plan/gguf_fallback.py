@@ -40,6 +40,32 @@ def _gguf_tensors(g: TensorGroup, model_type: str, hparams: dict[str, Any]) -> d
     return hf_to_gguf_shapes({g.name: g.shape}, model_type, hparams)
 
 
+_NAMES: dict[int, tuple[TensorInventory, list[dict[str, tuple[int, ...]]],
+                        dict[str, tuple[int, ...]]]] = {}
+
+
+def _names(inv: TensorInventory, hp: dict[str, Any]) -> tuple[list[dict[str, tuple[int, ...]]],
+                                                               dict[str, tuple[int, ...]]]:
+    """Per inventory group its GGUF tensors, and all of them (memoized: quant-independent)."""
+    hit = _NAMES.get(id(inv))
+    if hit is not None and hit[0] is inv:
+        return hit[1], hit[2]
+    per_group: list[dict[str, tuple[int, ...]]] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    for g in inv.tensors:
+        try:
+            t = _gguf_tensors(g, inv.spec.model_type, hp)
+        except (InputError, KeyError, ValueError):
+            t = {}
+        t = {n: s for n, s in t.items() if n not in shapes}
+        per_group.append(t)
+        shapes.update(t)
+    if len(_NAMES) > 128:
+        _NAMES.clear()
+    _NAMES[id(inv)] = (inv, per_group, shapes)
+    return per_group, shapes
+
+
 def price_gguf(inv: TensorInventory, scheme: QuantScheme) -> QuantizedModel:
     """Every inventory group priced as ``llama-quantize <ftype>`` would store it."""
     from vramplan.quant.ggml_types import tensor_bytes
@@ -50,16 +76,7 @@ def price_gguf(inv: TensorInventory, scheme: QuantScheme) -> QuantizedModel:
     moe = next((la.mlp for la in spec.layers if la.mlp.kind == "moe"), None)
     hp = {"num_attention_heads": a0.num_heads, "qk_nope_head_dim": a0.qk_nope_head_dim,
           "v_head_dim": a0.v_head_dim}
-    per_group: list[dict[str, tuple[int, ...]]] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    for g in inv.tensors:
-        try:
-            t = _gguf_tensors(g, spec.model_type, hp)
-        except (InputError, KeyError, ValueError):
-            t = {}
-        t = {n: s for n, s in t.items() if n not in shapes}
-        per_group.append(t)
-        shapes.update(t)
+    per_group, shapes = _names(inv, hp)
     if not shapes:
         raise InputError("--quant", f"no GGUF tensor names for model_type {spec.model_type!r}",
                          "use a safetensors quantization (awq, fp8) for this model")

@@ -167,6 +167,74 @@ def _expert_fraction(qm: QuantizedModel) -> float:
     return 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """Per-layer (bytes, params) of a priced model, for the llama.cpp split without -ot."""
+
+    dense: tuple[tuple[int, int], ...]
+    expert: tuple[tuple[int, int], ...]
+    head: tuple[int, int]  # output head + final norm
+    embedding: tuple[int, int]
+
+
+_TABLES: dict[int, tuple[QuantizedModel, _Table]] = {}
+
+
+def _table(qm: QuantizedModel) -> _Table:
+    hit = _TABLES.get(id(qm))
+    if hit is not None and hit[0] is qm:
+        return hit[1]
+    n = qm.inventory.spec.num_layers
+    dense, expert = [[0, 0] for _ in range(n)], [[0, 0] for _ in range(n)]
+    head, embd = [0, 0], [0, 0]
+    for e in qm.entries:
+        g = e.group
+        if g.role in ("vision", "mtp"):
+            continue
+        acc = embd if g.role == "embedding" else head if g.layer is None else (
+            expert[g.layer] if g.role == "routed_expert" else dense[g.layer])
+        acc[0] += e.bytes
+        acc[1] += g.numel
+    t = _Table(tuple((a, b) for a, b in dense), tuple((a, b) for a, b in expert),
+               (head[0], head[1]), (embd[0], embd[1]))
+    if len(_TABLES) > 512:
+        _TABLES.clear()
+    _TABLES[id(qm)] = (qm, t)
+    return t
+
+
+def _fast_llamacpp(qm: QuantizedModel, gpu_count: int, stage_of: dict[int, int],
+                   n_cpu_moe: int, output_on_gpu: bool) -> tuple[list[dict[str, int]],
+                                                                 list[set[int]],
+                                                                 dict[str, int], set[int]]:
+    """The entry loop of ``_llamacpp_split`` done per layer (same result without -ot)."""
+    t = _table(qm)
+    stages = [_zero() for _ in range(max(gpu_count, 1))]
+    layers: list[set[int]] = [set() for _ in stages]
+    host, host_layers = _zero(), set()
+    host["embedding_bytes"] += t.embedding[0]
+    if qm.inventory.spec.tie_word_embeddings:
+        acc = stages[-1] if output_on_gpu else host
+        acc["dense_bytes"] += t.embedding[0]
+        acc["dense_params"] += t.embedding[1]
+    acc = stages[-1] if output_on_gpu else host
+    acc["dense_bytes"] += t.head[0]
+    acc["dense_params"] += t.head[1]
+    for i, (db, dp) in enumerate(t.dense):
+        eb, ep = t.expert[i]
+        s = stage_of.get(i)
+        where = host if s is None else stages[s]
+        where["dense_bytes"] += db
+        where["dense_params"] += dp
+        (host if s is None or i < n_cpu_moe else where)["expert_bytes"] += eb
+        (host if s is None or i < n_cpu_moe else where)["expert_params"] += ep
+        if s is None or (eb and i < n_cpu_moe):
+            host_layers.add(i)
+        if s is not None:
+            layers[s].add(i)
+    return stages, layers, host, host_layers
+
+
 def _llamacpp_split(qm: QuantizedModel, gpu_count: int, options: Mapping[str, Any],
                     ) -> WeightSplit:
     spec = qm.inventory.spec
@@ -181,6 +249,10 @@ def _llamacpp_split(qm: QuantizedModel, gpu_count: int, options: Mapping[str, An
     gpu_layers = [i for i in range(n) if i >= first_gpu]
     per_gpu = max(1, -(-len(gpu_layers) // max(gpu_count, 1))) if gpu_layers else 1
     stage_of = {i: min(k // per_gpu, max(gpu_count, 1) - 1) for k, i in enumerate(gpu_layers)}
+    if not pats:
+        return _finish(qm, gpu_count, *_fast_llamacpp(qm, gpu_count, stage_of, n_cpu_moe,
+                                                      ngl > n and gpu_count > 0),
+                       n_cpu_moe, stage_of)
     stages = [_zero() for _ in range(max(gpu_count, 1))]
     stage_layers: list[set[int]] = [set() for _ in stages]
     host, host_layers = _zero(), set()
@@ -217,6 +289,13 @@ def _llamacpp_split(qm: QuantizedModel, gpu_count: int, options: Mapping[str, An
             _add(stages[s], g, e.bytes, 1.0)
             if g.layer is not None:
                 stage_layers[s].add(g.layer)
+    return _finish(qm, gpu_count, stages, stage_layers, host, host_layers, n_cpu_moe, stage_of)
+
+
+def _finish(qm: QuantizedModel, gpu_count: int, stages: list[dict[str, int]],
+            stage_layers: list[set[int]], host: dict[str, int], host_layers: set[int],
+            n_cpu_moe: int, stage_of: dict[int, int]) -> WeightSplit:
+    n = qm.inventory.spec.num_layers
     if gpu_count <= 0:
         stages = []
         stage_layers = []
