@@ -13,7 +13,7 @@ from vramplan.cli.app import emit_json
 from vramplan.cli.options import TOKENS
 
 
-class RamType(click.ParamType):
+class RamType(click.ParamType[Any, Any]):
     """``128GiB``, ``64GB`` or ``auto`` (detect); sizes must be positive."""
 
     name = "size|auto"
