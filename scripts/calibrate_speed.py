@@ -351,7 +351,7 @@ def setup_from_case(case: dict[str, Any]) -> Any:
     from vramplan.hardware.host import host_memory
     from vramplan.kv import resolve_kv_dtype
     from vramplan.placement import Parallelism
-    from vramplan.plan.gguf_fallback import priced
+    from vramplan.api import _priced as priced
     from vramplan.speed import SpeedSetup
     from vramplan.units import GIB
 

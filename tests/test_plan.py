@@ -14,9 +14,7 @@ from vramplan.errors import InputError, UnknownGpuError
 from vramplan.hardware.gpus import get_gpu
 from vramplan.placement import Parallelism
 from vramplan.plan import llamacpp, offload, planner, search
-from vramplan.plan.gguf_fallback import price_gguf, screen_priced
 from vramplan.plan.report import fit_to_dict, hardware_to_dict, plan_to_dict
-from vramplan.quant.schemes import scheme_from_name
 from vramplan.units import GIB
 
 QWEN235 = "Qwen/Qwen3-235B-A22B"
@@ -42,7 +40,7 @@ def test_qwen3_235b_on_one_4090_offers_llamacpp_with_experts_in_ram(big: Any) ->
     assert o.max_context_tokens >= o.context_tokens >= planner.MIN_CONTEXT
     assert "llama-server" in o.command and str(n_moe) in o.command
     # as many expert layers on the GPU as fit beside the KV cache: one more does not fit
-    qm = screen_priced(api.load(QWEN235), o.quant)
+    qm = api._priced(api.load(QWEN235), o.quant)
     fewer = llamacpp.layout(qm, get_gpu("rtx-4090"), 1, o.context_tokens, 1, "fp16",
                             128 * GIB, {"n_cpu_moe": n_moe - 2})
     assert not fewer.gpu_fits
@@ -105,7 +103,7 @@ def test_llamacpp_engine_path_when_registered(big: Any) -> None:
 
 
 def test_offload_split_follows_llamacpp_rules() -> None:
-    qm = screen_priced(api.load("Qwen/Qwen3-30B-A3B"), "q4_k_m")
+    qm = api._priced(api.load("Qwen/Qwen3-30B-A3B"), "q4_k_m")
     experts = [e for e in qm.entries if e.group.role == "routed_expert"]
     per_layer = {i: sum(e.bytes for e in experts if e.group.layer == i) for i in range(48)}
     sp = offload.split_weights(qm, Parallelism(), 1, "llamacpp", {"n_cpu_moe": 10})
@@ -130,9 +128,9 @@ def test_layer_regex_matches_exactly_the_first_n_layers(n: int) -> None:
     assert all(bool(pat.match(str(i))) == (i < n) for i in range(300))
 
 
-def test_gguf_fallback_pricing_matches_published_file() -> None:
+def test_gguf_pricing_matches_published_file() -> None:
     """bartowski Meta-Llama-3.1-8B-Instruct Q4_K_M: 4,920,734,016 B incl. ~7.8 MB metadata."""
-    qm = price_gguf(api.load("meta-llama/Llama-3.1-8B").inventory, scheme_from_name("q4_k_m"))
+    qm = api._priced(api.load("meta-llama/Llama-3.1-8B"), "q4_k_m")
     assert abs(qm.weights_bytes - (4_920_734_016 - 7_800_000)) < 200_000
 
 

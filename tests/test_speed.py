@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from vramplan import api, speed
+from vramplan.api import _priced as priced
 from vramplan.hardware.gpus import custom_gpu, get_gpu
 from vramplan.hardware.host import host_memory
 from vramplan.placement import Parallelism
-from vramplan.plan.gguf_fallback import priced
 from vramplan.units import GIB
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from vramplan.errors import HeaderError, InputError
-from vramplan.inventory import Role, Split, TensorGroup, TensorInventory
+from vramplan.inventory import TensorGroup, TensorInventory
 from vramplan.model.gguf_reader import GgufHeader, read_gguf_header
 from vramplan.model.source import ModelSource
 from vramplan.quant.gguf_mix import FTYPES
+from vramplan.quant.gguf_pricing import gguf_role
 from vramplan.quant.schemes import QuantizedModel, QuantScheme, WeightEntry
 
 __all__ = ["ARCH_MODEL_TYPES", "GGUF_PATH_KEY", "gguf_role", "load_gguf_source",
@@ -44,28 +45,6 @@ _SWA_PATTERN: dict[str, tuple[int, str]] = {
     "cohere2": (4, "sliding"), "llama4": (4, "chunked"),
 }
 _BLK = re.compile(r"^blk\.(\d+)\.")
-# GGUF name fragment -> (role, TP split), first match wins (gguf TensorNameMap naming)
-_ROLES: tuple[tuple[str, Role, Split], ...] = (
-    ("token_embd", "embedding", "vocab"), ("output_norm", "norm", "replicated"),
-    ("output.", "lm_head", "vocab"), ("_exps", "routed_expert", "expert_column"),
-    ("_shexp", "shared_expert", "column"), ("ffn_gate_inp", "router", "replicated"),
-    ("exp_probs_b", "router", "replicated"), ("norm", "norm", "replicated"),
-    ("attn_k.", "attention", "kv"), ("attn_v.", "attention", "kv"),
-    ("attn_output", "attention", "row"), ("attn", "attention", "column"),
-    ("ssm", "attention", "column"), ("ffn_down", "mlp", "row"), ("ffn", "mlp", "column"),
-)
-
-
-def gguf_role(name: str) -> tuple[Role, Split]:
-    """Role and TP split of a GGUF tensor, from its llama.cpp name."""
-    for frag, role, split in _ROLES:
-        if frag in name:
-            if role == "routed_expert" and "ffn_down" in name:
-                return role, "expert_row"
-            return role, split
-    return "mlp", "column"
-
-
 def _first(v: int | tuple[int, ...] | None) -> int | None:
     if isinstance(v, tuple):
         nz = [x for x in v if x]

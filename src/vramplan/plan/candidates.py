@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vramplan import api
+from vramplan.api import _priced as priced
 from vramplan.engines.generic import CUDA_CONTEXT_BYTES, NCCL_BYTES
 from vramplan.errors import VramplanError
 from vramplan.hardware.gpus import Gpu
 from vramplan.hardware.host import HostMemory
 from vramplan.placement import Parallelism, check_tp
 from vramplan.plan import llamacpp
-from vramplan.plan.gguf_fallback import screen_priced as priced
 from vramplan.plan.offload import activation_bytes, describe, options_from_figures, split_cached
 from vramplan.plan.types import PlanOption
 from vramplan.quant.schemes import QuantizedModel

@@ -362,9 +362,9 @@ def _suggest(run: Run, gpu: Gpu, n: int, engines: Iterable[str] | None,
 
 
 def llamacpp_priced(run: Run, quant: str) -> Any:
-    from vramplan.plan.gguf_fallback import screen_priced
+    from vramplan.api import _priced
 
-    return screen_priced(run.lm, quant)
+    return _priced(run.lm, quant)
 
 
 def _ram_for(host_bytes: int) -> int:
