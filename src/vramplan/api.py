@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -192,6 +192,9 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
         kv_state_bytes_per_sequence=kvs.state_bytes_per_sequence, devices=res.devices,
         host_ram_bytes=res.host_ram_bytes, engine_figures=res.figures, failure=res.failure,
         fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes))
+    from vramplan.speed import estimate_speed
+
+    est = replace(est, speed=estimate_speed(est, qm, hw, ram, engine_options=engine_options))
     return _with_explain(est, lm, qm, kvs)
 
 
@@ -221,6 +224,4 @@ def model_info(model: str | Mapping[str, Any], *, allow_hub: bool = True) -> dic
 
 
 def _with_explain(est: Estimate, lm: LoadedModel, qm: QuantizedModel, kvs: Any) -> Estimate:
-    from dataclasses import replace
-
     return replace(est, explain=tuple(explain_lines(est, lm.spec, lm.inventory, qm, kvs)))

@@ -27,6 +27,26 @@ def usage_bar(d: DeviceEstimate, width: int = BAR_WIDTH) -> str:
     return f"[{bar}]"
 
 
+def speed_line(est: Estimate) -> str:
+    """``decode ~100 tok/s (85-115), prefill ~4,424 tok/s, TTFT 9.3 s`` or '' when unknown."""
+    sp = est.speed
+    if not sp or not (sp.get("decode_tokens_per_s") or {}).get("value"):
+        reasons = (sp or {}).get("assumptions") or []
+        return f"speed     unknown: {reasons[0]}" if reasons else ""
+    d = sp["decode_tokens_per_s"]
+    p = sp.get("prefill_tokens_per_s") if (sp.get("prefill_tokens_per_s") or {}).get("value") \
+        else None
+    t = sp.get("ttft_s") if (sp.get("ttft_s") or {}).get("value") else None
+    out = f"speed     decode ~{d['value']:,.1f} tok/s ({d['low']:,.1f}-{d['high']:,.1f})"
+    if p:
+        out += f", prefill ~{p['value']:,.0f} tok/s"
+    if t:
+        out += f", TTFT ~{t['value']:,.2f} s at {est.context_tokens:,} tokens"
+    if sp.get("bound_by"):
+        out += f"; bound by {str(sp['bound_by']).replace('_', ' ')}"
+    return out + " (estimate)"
+
+
 def _verdict(est: Estimate) -> str:
     if est.fits:
         worst = min(est.devices, key=lambda d: d.free_bytes)
@@ -59,6 +79,8 @@ def plain_estimate(est: Estimate, explain: bool) -> str:
         lines.append(f"... {len(est.devices) - 16} more devices")
     if est.host_ram_bytes:
         lines.append(f"host RAM {fmt_bytes(est.host_ram_bytes)}")
+    if speed_line(est):
+        lines.append(speed_line(est))
     lines += ["", _verdict(est)]
     if est.fix:
         lines.append(f"fix: {est.fix}")
@@ -97,6 +119,8 @@ def rich_estimate(est: Estimate, explain: bool, console: Any = None) -> None:
                   fmt_bytes(d.overhead_bytes), f"[{color}]{fmt_bytes(d.total_bytes)}[/]",
                   fmt_bytes(d.capacity_bytes))
     con.print(t)
+    if speed_line(est):
+        con.print(speed_line(est))
     color = "green" if est.fits else "red"
     con.print(f"[bold {color}]{_verdict(est)}[/]")
     if est.fix:
