@@ -68,9 +68,17 @@ class EngineModel(Protocol):
 
 EngineFactory = Callable[[str | None], EngineModel]
 _REGISTRY: dict[str, EngineFactory] = {}
-BUILTIN_MODULES = ("vramplan.engines.generic", "vramplan.engines.vllm", "vramplan.engines.llamacpp",
-                   "vramplan.engines.ollama", "vramplan.engines.sglang",
-                   "vramplan.engines.transformers")
+# Built-in engines: name -> module that registers it. A module is imported only when its engine
+# is asked for (start-up time: llama.cpp's and the speed model's modules cost ~50 ms).
+BUILTIN_MODULES: dict[str, str] = {
+    "generic": "vramplan.engines.generic",
+    "vllm": "vramplan.engines.vllm",
+    "llamacpp": "vramplan.engines.llamacpp",
+    "ollama": "vramplan.engines.ollama",
+    "sglang": "vramplan.engines.sglang",
+    "transformers": "vramplan.engines.transformers",
+}
+_ALIASES = {"llamaserver": "llamacpp", "hf": "transformers"}
 
 
 def register_engine(name: str, factory: EngineFactory) -> None:
@@ -78,41 +86,43 @@ def register_engine(name: str, factory: EngineFactory) -> None:
     _REGISTRY[name] = factory
 
 
-_LOADED: list[bool] = []
-
-
-def _load_builtins() -> None:
-    if _LOADED:
-        return
-    _LOADED.append(True)
-    for mod in BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:  # a real missing dependency inside the module
-                raise
+def _load(name: str) -> bool:
+    """Import the built-in module of ``name`` if needed; False when it is not installed."""
+    if name in _REGISTRY:
+        return True
+    mod = BUILTIN_MODULES.get(name)
+    if mod is None:
+        return False
+    try:
+        importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name != mod:  # a real missing dependency inside the module
+            raise
+        return False
+    return name in _REGISTRY
 
 
 def engine_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    """Every available engine (built-in ones are imported to check they register)."""
+    return sorted({n for n in BUILTIN_MODULES if _load(n)} | set(_REGISTRY))
+
+
+def _canonical(name: str) -> str:
+    n = name.strip().lower().replace("-", "").replace(".", "").replace("_", "")
+    return _ALIASES.get(n, n)
 
 
 def get_engine(spec: str) -> EngineModel:
     """``vllm``, ``vllm==0.10.2``, ``llamacpp``: the named engine at a version (default newest)."""
-    _load_builtins()
     name, _, version = spec.partition("==")
-    name = name.strip().lower().replace("-", "").replace(".", "").replace("_", "")
-    aliases = {"llamacpp": "llamacpp", "llamaserver": "llamacpp", "hf": "transformers"}
-    name = aliases.get(name, name)
-    if name not in _REGISTRY:
+    name = _canonical(name)
+    if not _load(name):
         raise InputError("--engine", f"unknown engine {spec!r}",
-                         f"choose one of: {', '.join(sorted(_REGISTRY))}")
+                         f"choose one of: {', '.join(engine_names())}")
     return _REGISTRY[name](version.strip() or None)
 
 
 def default_engine(origin: str) -> str:
-    """vLLM for safetensors models, llama.cpp for GGUF files; generic until those are registered."""
-    _load_builtins()
+    """vLLM for safetensors models, llama.cpp for GGUF files; generic if those are missing."""
     want = "llamacpp" if origin == "gguf" else "vllm"
-    return want if want in _REGISTRY else "generic"
+    return want if _load(want) else "generic"

@@ -38,8 +38,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import gguf
+if TYPE_CHECKING:  # gguf pulls in numpy (~200 ms): imported only when names are mapped
+    import gguf
 
 from vramplan.errors import InputError
 from vramplan.quant.ggml_types import ggml_type, tensor_bytes
@@ -423,6 +425,8 @@ def _name_map(model_type: str) -> gguf.TensorNameMap:
         raise InputError("model_type", f"no GGUF name mapping for {model_type!r}",
                          f"supported: {', '.join(sorted(_HF_ARCH))}")
     if arch not in _NAME_MAPS:  # gguf's TensorNameMap is the converter's own table
+        import gguf
+
         _NAME_MAPS[arch] = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch], 1)
     return _NAME_MAPS[arch]
 
