@@ -60,7 +60,9 @@ def _resolve_gpu(gpu: str | None, gpus: int | None) -> tuple[list[Gpu], int | No
             raise InputError("--gpu auto", f"detected {name!r} ({fmt_bytes(total)}), which is not "
                              "in the GPU catalog", "name the closest one with --gpu") from None
         return [g], gpus or len(found), [f"detected {len(found)} x {name}"]
-    return [get_gpu(gpu)], gpus, []
+    # A named GPU is the user's hardware: one of it unless --gpus says more (the fewest-GPU
+    # question has its own listing, "Smallest GPU-only setups", and `vramplan hardware`).
+    return [get_gpu(gpu)], gpus or 1, ([] if gpus else ["one GPU assumed: set --gpus"])
 
 
 def _resolve_ram(ram: int | str | None) -> tuple[int | None, list[str]]:
