@@ -105,8 +105,9 @@ def _render_plan(res: Any) -> str:
 @click.argument("model")
 @click.option("--gpu", default=None, help="GPU kind, fuzzy ('4090'), or 'auto' to detect "
               "(default: search the whole GPU catalog).")
-@click.option("--gpus", type=int, default=None, help="Number of GPUs (default: 1 of a named --gpu; without --gpu, "
-              "the fewest needed of each kind).")
+@click.option("--gpus", type=int, default=None, help="Number of GPUs (default: 1 of a named --gpu; "
+              "without --gpu,"
+              " the fewest needed of each kind).")
 @click.option("--ram", type=RAM, default=None, help="Host RAM for offload, e.g. 128GiB, or auto.")
 @click.option("--context", type=TOKENS, default=None, help="Tokens per sequence (default: the "
               "largest each option has room for, up to 32k).")
