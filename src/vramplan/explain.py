@@ -91,9 +91,14 @@ def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: Quan
             f += f", {conc}x requests of {est.context_tokens:,} tokens"
         out.append(ExplainLine("KV cache", f, fmt_bytes(kv_total), est.engine))
     else:
+        from vramplan.kv import kv_cache_bytes
+
+        needed = kv_cache_bytes(spec, est.context_tokens, est.batch, est.kv_dtype)
+        value = fmt_bytes(kv_total) if kv_total else \
+            f"{fmt_bytes(needed)} needed; none allocated (start-up fails first)"
         out.append(ExplainLine("KV cache", f"{kvs.bytes_per_token:,} B/token x "
                                f"{est.context_tokens:,} tokens x {est.batch} seq (+ windows/"
-                               f"states), over {est.tp} TP ranks", fmt_bytes(kv_total)))
+                               f"states), over {est.tp} TP ranks", value))
     for d in est.devices[:8]:
         parts = " + ".join(f"{c.name} {fmt_bytes(c.bytes)}" for c in d.components)
         verdict = "fits" if d.fits else "DOES NOT FIT"

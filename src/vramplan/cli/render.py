@@ -44,7 +44,7 @@ def speed_line(est: Estimate) -> str:
         out += f", TTFT ~{t['value']:,.2f} s at {est.context_tokens:,} tokens"
     if sp.get("bound_by"):
         out += f"; bound by {str(sp['bound_by']).replace('_', ' ')}"
-    return out + " (estimate)"
+    return out + (" (estimate)" if est.fits else " (estimate, if it fit)")
 
 
 def _verdict(est: Estimate) -> str:
