@@ -37,3 +37,17 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Any:
         return (code if isinstance(code, int) else 0), out.out, out.err
 
     return _run
+
+
+def measured_params(cases: list[dict[str, Any]]) -> list[Any]:
+    """One pytest param per measured component of each matched case; a case's documented miss
+    (``xfail[key]``) is a strict xfail carrying its reason and number."""
+    out = []
+    for c in cases:
+        if c["unmatched"]:
+            continue
+        for key in c["measured"]:
+            marks = [pytest.mark.xfail(reason=c["xfail"][key], strict=True)] if key in c.get(
+                "xfail", {}) else []
+            out.append(pytest.param(c, key, id=f"{c['id']}:{key}", marks=marks))
+    return out

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import measured_params
 from vramplan.api import _priced, estimate, load
 from vramplan.engines.base import Setup, Workload, get_engine
 from vramplan.engines.sglang import (
@@ -35,19 +36,7 @@ def _run(case: dict[str, Any]) -> Any:
                     batch=s.get("batch", 1), tp=s.get("tp"), engine_options=s["engine_options"])
 
 
-def _params() -> list[Any]:
-    out = []
-    for c in CASES:
-        if c["unmatched"]:
-            continue
-        for key in c["measured"]:
-            marks = [pytest.mark.xfail(reason=c["xfail"][key], strict=True)] if key in c.get(
-                "xfail", {}) else []
-            out.append(pytest.param(c, key, id=f"{c['id']}:{key}", marks=marks))
-    return out
-
-
-@pytest.mark.parametrize(("case", "key"), _params())
+@pytest.mark.parametrize(("case", "key"), measured_params(CASES))
 def test_measured_case(case: dict[str, Any], key: str) -> None:
     est = _run(case)
     assert est.failure is None

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import measured_params
 from vramplan.api import estimate, load
 from vramplan.engines.base import get_engine
 from vramplan.engines.transformers import (
@@ -25,19 +26,7 @@ CASES: list[dict[str, Any]] = json.loads((DATA / "measured_transformers.json").r
 LLAMA8 = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-def _params() -> list[Any]:
-    out = []
-    for c in CASES:
-        if c["unmatched"]:
-            continue
-        for key in c["measured"]:
-            marks = [pytest.mark.xfail(reason=c["xfail"][key], strict=True)] if key in c.get(
-                "xfail", {}) else []
-            out.append(pytest.param(c, key, id=f"{c['id']}:{key}", marks=marks))
-    return out
-
-
-@pytest.mark.parametrize(("case", "key"), _params())
+@pytest.mark.parametrize(("case", "key"), measured_params(CASES))
 def test_measured_case(case: dict[str, Any], key: str) -> None:
     s = case["settings"]
     est = estimate(case["model"] or case["config"], gpu=case["gpu"], gpus=case["gpu_count"],
