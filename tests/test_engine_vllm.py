@@ -235,7 +235,9 @@ def test_cpu_offload_moves_weights_to_host() -> None:
     off = api.estimate("Qwen/Qwen3-8B", gpu="4090", context=8192,
                        engine_options={"cpu_offload_gb": 4})
     assert base.devices[0].weights_bytes - off.devices[0].weights_bytes == 4 * GIB
-    assert off.host_ram_bytes == 4 * GIB
+    # host RAM now also counts the processes' baseline (vramplan.host_ram): the offload adds 4 GiB
+    assert off.host_ram_bytes - base.host_ram_bytes == 4 * GIB
+    assert off.engine_figures["host_ram"]["pinned_offload_bytes"] == 4 * GIB
     assert off.engine_figures["kv_cache_tokens"] > base.engine_figures["kv_cache_tokens"]
 
 

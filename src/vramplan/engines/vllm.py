@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.errors import InputError
+from vramplan.host_ram import PROCESS_BASELINE_BYTES, vllm_host_ram
 from vramplan.kv import layer_bytes_per_token, linear_state_bytes
 from vramplan.model.spec import ModelSpec
 from vramplan.result import Component, DeviceEstimate
@@ -478,12 +479,22 @@ class VllmEngine:
             for r in range(par.tp):
                 idx = s_idx * par.tp + r
                 devices.append(DeviceEstimate(f"GPU{idx}", "gpu", gpu.name, total, comps))
-        host = int(float(st["offload"]) * GIB) * par.devices
+        hr = vllm_host_ram(setup.model, par.devices, int(float(st["offload"]) * GIB))
+        host = hr.anonymous_peak_bytes
+        ram = setup.host_ram_bytes
+        if ram is not None and host > ram and (failure is None or hr.pinned_offload_bytes):
+            failure = (f"host RAM: {_gib(host)} of anonymous memory ({_gib(hr.pinned_offload_bytes)}"
+                       f" pinned by --cpu-offload-gb, {hr.processes} processes x "
+                       f"{_gib(PROCESS_BASELINE_BYTES)}) > {_gib(ram)} of RAM: the kernel's OOM "
+                       "killer ends vLLM while it loads (pinned pages cannot be swapped)")
+            fix = ("lower --cpu-offload-gb, add RAM, or use more GPUs; for MoE models, llama.cpp "
+                   "with --n-cpu-moe keeps the experts in mmap'd, reclaimable page cache")
         figures = self._figures(st, stages, num_blocks, page, group_size, kv_tokens,
                                 concurrency, tight.block, ok)
         figures["kv_bytes_per_request"] = max(
             (needed_bytes(s.specs, mml, tokens_batched, s.block) for s in stages), default=0)
         figures["unreserved_bytes"] = total - budget
+        figures["host_ram"] = hr.as_dict()
         return EngineResult(devices=tuple(devices), host_ram_bytes=host, figures=figures,
                             assumptions=self._assumptions(st, stages), failure=failure, fix=fix,
                             command=self._command(setup, st), notes=tuple(notes),
