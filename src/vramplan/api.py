@@ -110,6 +110,17 @@ def resolve_gpu(gpu: str | None, vram: int | None) -> Gpu:
     return get_gpu(gpu or "h100-sxm")
 
 
+def unified_host_notes(hw: Gpu, ram_kind: str | None, ram_channels: int | None,
+                       pcie_gen: int | None) -> list[str]:
+    """The note that a unified-memory device ignores --ram-kind/--ram-channels/--pcie-gen."""
+    given = [f for f, v in (("--ram-kind", ram_kind), ("--ram-channels", ram_channels),
+                            ("--pcie-gen", pcie_gen)) if v is not None]
+    if not given or not hw.unified_memory:
+        return []
+    return [f"{hw.name} has unified memory (CPU and GPU share one RAM, no PCIe link): "
+            f"{', '.join(given)} ignored"]
+
+
 def validate_workload(context: int, batch: int, spec: ModelSpec) -> None:
     if context <= 0:
         raise InputError("--context", f"must be at least 1 token, got {context}",
@@ -128,11 +139,21 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
              batch: int = 1, kv_dtype: str = "auto", tp: int | None = None, pp: int = 1,
              ep: bool = False, engine: str = "auto",
              engine_options: Mapping[str, Any] | None = None, allow_hub: bool = True,
-             ram: int | None = None, allow_local: bool = True) -> Estimate:
-    """Estimate memory for running ``model`` on ``gpus`` x ``gpu`` (see README for each term)."""
+             ram: int | None = None, allow_local: bool = True, ram_kind: str | None = None,
+             ram_channels: int | None = None, pcie_gen: int | None = None) -> Estimate:
+    """Estimate memory for running ``model`` on ``gpus`` x ``gpu`` (see README for each term).
+
+    ``ram_kind`` (e.g. ``"DDR5-6400"``), ``ram_channels`` and ``pcie_gen`` describe the host
+    for the speed of offload (default: dual-channel DDR5-5600, the GPU's PCIe generation)."""
+    from vramplan.hardware.host import resolve_host
+
+    host = resolve_host(ram, ram_kind, ram_channels, pcie_gen)  # validated before any work
     lm = load(model, allow_hub=allow_hub, allow_local=allow_local)
     spec = lm.spec
     hw = resolve_gpu(gpu, vram)
+    host_notes = unified_host_notes(hw, ram_kind, ram_channels, pcie_gen)
+    if host_notes:
+        host = None
     eng = get_engine(default_engine(lm.source.origin) if engine == "auto" else engine)
     if getattr(eng, "tensor_parallel", True):
         tp_ = tp if tp is not None else max(1, (gpus or 1) // max(pp, 1))
@@ -170,7 +191,7 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
         buffers_total=inv.buffers_total, num_layers=spec.num_layers,
         max_context_tokens=spec.max_position_embeddings, quant=qm.scheme.name,
         quant_source=qm.scheme.source, weights_from_headers=bool(lm.source.header_tensors))
-    notes = list(spec.notes) + list(qm.notes) + list(res.notes)
+    notes = list(spec.notes) + list(qm.notes) + list(res.notes) + host_notes
     if ctx > spec.max_position_embeddings:
         notes.append(f"context {ctx:,} is beyond the trained {spec.max_position_embeddings:,}")
     assumptions = list(res.assumptions)
@@ -194,7 +215,8 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
         fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes))
     from vramplan.speed import estimate_speed
 
-    est = replace(est, speed=estimate_speed(est, qm, hw, ram, engine_options=engine_options))
+    est = replace(est, speed=estimate_speed(est, qm, hw, host if host is not None else ram,
+                                            engine_options=engine_options))
     return _with_explain(est, lm, qm, kvs)
 
 

@@ -24,11 +24,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramplan.hardware.gpus import Gpu
-from vramplan.hardware.host import HostMemory, pcie_bytes_per_s, typical_host
+from vramplan.hardware.host import (
+    HostMemory,
+    describe_host,
+    link_pcie_gen,
+    pcie_bytes_per_s,
+    typical_host,
+)
 from vramplan.kv import layer_bytes_per_token, linear_state_bytes
 from vramplan.model.spec import ModelSpec
 from vramplan.placement import Parallelism
@@ -198,22 +204,29 @@ def bandwidth_efficiency(gpu: Gpu) -> float:
     return METAL_BANDWIDTH_EFFICIENCY if gpu.vendor == "apple" else GPU_BANDWIDTH_EFFICIENCY
 
 
-def _link(gpu: Gpu) -> tuple[float, float]:
-    """(bytes/s per direction, hop latency) of the GPU-to-GPU link: NVLink/IF, else PCIe."""
+def _link(gpu: Gpu, pcie_gen: int | None = None) -> tuple[float, float]:
+    """(bytes/s per direction, hop latency) of the GPU-to-GPU link: NVLink/IF, else PCIe (of
+    generation ``pcie_gen``; default the GPU's, else 4)."""
     if gpu.interconnect_bytes_per_s:
         return gpu.interconnect_bytes_per_s / 2, ALLREDUCE_HOP_LATENCY_S
-    return float(pcie_bytes_per_s(gpu.pcie_gen or 4)), \
+    return float(pcie_bytes_per_s(pcie_gen or gpu.pcie_gen or 4)), \
         ALLREDUCE_HOP_LATENCY_S * PCIE_LATENCY_FACTOR
 
 
-def _allreduce_s(gpu: Gpu, tp: int, msg_bytes: float) -> float:
+def _allreduce_s(gpu: Gpu, tp: int, msg_bytes: float, pcie_gen: int | None = None) -> float:
     """Ring all-reduce: 2 (tp-1) hops x latency + 2 (tp-1)/tp x message / link bandwidth."""
-    bw, hop = _link(gpu)
+    bw, hop = _link(gpu, pcie_gen)
     return 2 * (tp - 1) * hop + 2 * (tp - 1) / tp * msg_bytes / bw
 
 
+def _pcie_gen(s: SpeedSetup) -> tuple[int, str]:
+    """The GPU's PCIe link generation and why (``hardware.host.link_pcie_gen``); a unified-
+    memory device has no host link to override."""
+    return link_pcie_gen(s.gpu.pcie_gen, None if s.gpu.unified_memory else s.host)
+
+
 def _pcie(s: SpeedSetup) -> float:
-    return pcie_bytes_per_s(s.gpu.pcie_gen or 4) * PCIE_EFFICIENCY
+    return pcie_bytes_per_s(_pcie_gen(s)[0]) * PCIE_EFFICIENCY
 
 
 def _host(s: SpeedSetup) -> HostMemory:
@@ -260,7 +273,7 @@ def decode_terms(s: SpeedSetup, split: WeightSplit | None = None) -> dict[str, f
         terms["pcie"] += sp.streamed.total_bytes / _pcie(s)  # each rank over its own link
     if sp.tp > 1:
         n_tp_layers = len(sp.stages[0].layers) if sp.stages else 0
-        per = _allreduce_s(s.gpu, sp.tp, b * spec.hidden_size * 2)
+        per = _allreduce_s(s.gpu, sp.tp, b * spec.hidden_size * 2, _pcie_gen(s)[0])
         terms["interconnect"] += 2 * per * n_tp_layers * len(sp.stages)
     eager = s.engine == "transformers" or bool(s.options.get("enforce_eager"))
     terms["launch_overhead"] += spec.num_layers * (EAGER_LAYER_OVERHEAD_S if eager
@@ -292,7 +305,7 @@ def prefill_terms(s: SpeedSetup, split: WeightSplit | None = None) -> dict[str, 
     if sp.streamed.total_bytes:
         terms["pcie"] += n_chunks * sp.streamed.total_bytes / _pcie(s)
     if sp.tp > 1 and sp.stages:
-        per = _allreduce_s(s.gpu, sp.tp, t * spec.hidden_size * 2)
+        per = _allreduce_s(s.gpu, sp.tp, t * spec.hidden_size * 2, _pcie_gen(s)[0])
         terms["interconnect"] += 2 * per * len(sp.stages[0].layers) * len(sp.stages)
     return terms
 
@@ -323,15 +336,26 @@ def speed_dict(s: SpeedSetup, split: WeightSplit | None = None) -> dict[str, Any
     assumptions.append(f"decode at a KV depth of {s.depth_tokens:,} tokens x {s.batch} "
                        f"sequence(s); bound by {bound.replace('_', ' ')} "
                        f"({dec[bound] / step:.0%} of the step)")
+    gen, gen_src = _pcie_gen(s)
     if host_used:
         hm = _host(s)
-        src = "given" if s.host and s.host_kind_known else "ASSUMPTION: typical desktop"
-        assumptions.append(f"host RAM {hm.kind} x {hm.channels} channels = "
-                           f"{hm.bandwidth_bytes_per_s / 1e9:.0f} GB/s peak ({src}); CPU "
-                           f"reaches {HOST_BANDWIDTH_EFFICIENCY:.0%} of it")
+        if s.host_kind_known:
+            hm = replace(hm, kind_given=True, channels_given=True)
+        assumptions.append(f"host RAM {describe_host(hm)}; CPU reaches "
+                           f"{HOST_BANDWIDTH_EFFICIENCY:.0%} of it")
     if sp.streamed.total_bytes:
         assumptions.append(f"{sp.streamed.total_bytes / GIB:.1f} GiB per GPU streamed over PCIe "
-                           f"gen{s.gpu.pcie_gen or 4} every step (--cpu-offload-gb)")
+                           f"gen{gen} x16 every step (--cpu-offload-gb; {gen_src})")
+    elif host_used and s.gpu_count > 0:
+        assumptions.append(f"host-RAM weights cross PCIe gen{gen} x16 for large batches and "
+                           f"prefill ({gen_src})")
+    if sp.tp > 1 and not s.gpu.interconnect_bytes_per_s:
+        assumptions.append(f"all-reduce over PCIe gen{gen} x16 (no NVLink; {gen_src})")
+    elif not host_used and not sp.streamed.total_bytes and s.host is not None and (
+            s.host.pcie_gen or s.host.kind_given or s.host.channels_given) and \
+            not s.gpu.unified_memory:
+        assumptions.append(f"host memory and PCIe given but not used: nothing is read from host "
+                           f"RAM or streamed over PCIe gen{gen} ({gen_src})")
     if sp.expert_fraction and s.batch > 1:
         assumptions.append(f"{s.batch} tokens touch {coverage(s.batch, sp.expert_fraction):.0%} "
                            "of each layer's experts (uniform routing)")

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from vramplan.cli.app import emit_json
-from vramplan.cli.options import SIZE, TOKENS, collect_engine_options, engine_options
+from vramplan.cli.options import SIZE, TOKENS, collect_engine_options, engine_options, host_options
 
 
 @click.command()
@@ -30,13 +30,15 @@ from vramplan.cli.options import SIZE, TOKENS, collect_engine_options, engine_op
               help="Engine model, optionally versioned: vllm, vllm==0.10.2, llamacpp, ollama, "
               "sglang, transformers, generic (auto: vLLM for safetensors, llama.cpp for GGUF).")
 @click.option("--ram", type=SIZE, default=None, help="Host RAM, e.g. 128GiB (for offload).")
+@host_options
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
 @click.option("--explain", is_flag=True, help="Show the math behind each number.")
 @click.option("--offline", is_flag=True, help="Never contact the Hugging Face Hub.")
 @engine_options
 def estimate(model: str, gpu: str | None, gpus: int | None, vram: int | None, quant: str | None,
              context: int | None, batch: int, kv_dtype: str, tp: int | None, pp: int,
-             engine: str, ram: int | None, as_json: bool, explain: bool, offline: bool,
+             engine: str, ram: int | None, ram_kind: str | None, ram_channels: int | None,
+             pcie_gen: int | None, as_json: bool, explain: bool, offline: bool,
              **kwargs: Any) -> None:
     """Estimate memory for running MODEL; exit 0 if it fits, 1 if not, 2 on bad input."""
     from vramplan.api import estimate as run
@@ -46,7 +48,8 @@ def estimate(model: str, gpu: str | None, gpus: int | None, vram: int | None, qu
     opts = collect_engine_options(kwargs)
     est = run(model, gpu=gpu, gpus=gpus, vram=vram, quant=quant, context=context, batch=batch,
               kv_dtype=kv_dtype, tp=tp, pp=pp, ep=bool(opts.get("enable_expert_parallel")),
-              engine=engine, engine_options=opts, allow_hub=not offline, ram=ram)
+              engine=engine, engine_options=opts, allow_hub=not offline, ram=ram,
+              ram_kind=ram_kind, ram_channels=ram_channels, pcie_gen=pcie_gen)
     if as_json:
         emit_json(to_dict(est))
     elif render.is_tty():

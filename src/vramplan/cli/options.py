@@ -104,3 +104,33 @@ def collect_engine_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         if v is not None:
             out[name] = v
     return out
+
+
+class RamKindType(click.ParamType[str, Any]):
+    """``ddr5-6400`` -> ``DDR5-6400`` (a ``hardware.host.MEMORY_KINDS`` key); else InputError."""
+
+    name = "kind"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from vramplan.hardware.host import memory_kind
+
+        return memory_kind(str(value))
+
+
+# Kept in step with hardware/host.py:MEMORY_KINDS by tests/test_host_options.py (importing it
+# here would cost the CLI's start-up time).
+RAM_KINDS_HELP = ("DDR4-2666, DDR4-3200, DDR5-4800, DDR5-5600, DDR5-6000, DDR5-6400, LPDDR5-6400, "
+                  "LPDDR5X-7500, LPDDR5X-8000, LPDDR5X-8533")
+
+
+def host_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ram-kind``, ``--ram-channels``, ``--pcie-gen``: the host, for offload speed."""
+    fn = click.option("--pcie-gen", "pcie_gen", type=int, default=None, metavar="3..6",
+                      help="PCIe generation of the GPU slots (default: the GPU's own, else 4); "
+                      "a GPU links at the lower of the two.")(fn)
+    fn = click.option("--ram-channels", "ram_channels", type=int, default=None, metavar="1..24",
+                      help="Populated 64-bit memory channels (default 2: a desktop; servers 8-12 "
+                      "per socket).")(fn)
+    return click.option("--ram-kind", "ram_kind", type=RamKindType(), default=None,
+                        help=f"Host memory kind, case-insensitive: {RAM_KINDS_HELP} (default "
+                        "DDR5-5600). Unified-memory devices ignore the host options.")(fn)

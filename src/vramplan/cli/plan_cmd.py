@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from vramplan.cli.app import emit_json
-from vramplan.cli.options import TOKENS
+from vramplan.cli.options import TOKENS, host_options
 
 
 class RamType(click.ParamType[Any, Any]):
@@ -109,6 +109,7 @@ def _render_plan(res: Any) -> str:
               "without --gpu,"
               " the fewest needed of each kind).")
 @click.option("--ram", type=RAM, default=None, help="Host RAM for offload, e.g. 128GiB, or auto.")
+@host_options
 @click.option("--context", type=TOKENS, default=None, help="Tokens per sequence (default: the "
               "largest each option has room for, up to 32k).")
 @click.option("--concurrency", type=int, default=1, show_default=True,
@@ -118,7 +119,8 @@ def _render_plan(res: Any) -> str:
 @click.option("--engine", "engines", multiple=True, help="Only these engines (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
 @click.option("--offline", is_flag=True, help="Never contact the Hugging Face Hub.")
-def plan_cmd(model: str, gpu: str | None, gpus: int | None, ram: Any, context: int | None,
+def plan_cmd(model: str, gpu: str | None, gpus: int | None, ram: Any, ram_kind: str | None,
+             ram_channels: int | None, pcie_gen: int | None, context: int | None,
              concurrency: int, min_tps: float | None, engines: tuple[str, ...], as_json: bool,
              offline: bool) -> None:
     """The best ways to run MODEL on your hardware, how fast, and what else would work."""
@@ -129,7 +131,8 @@ def plan_cmd(model: str, gpu: str | None, gpus: int | None, ram: Any, context: i
     if offline:
         api.load(model, allow_hub=False)  # resolve now, offline; later loads hit the cache
     res = plan(model, gpu=gpu, gpus=gpus, ram_bytes=ram, context=context,
-               concurrency=concurrency, min_tokens_per_s=min_tps, engines=engines or None)
+               concurrency=concurrency, min_tokens_per_s=min_tps, engines=engines or None,
+               ram_kind=ram_kind, ram_channels=ram_channels, pcie_gen=pcie_gen)
     if as_json:
         emit_json(plan_to_dict(res))
     else:
@@ -141,17 +144,20 @@ def plan_cmd(model: str, gpu: str | None, gpus: int | None, ram: Any, context: i
 @click.option("--gpu", required=True, help="GPU kind, fuzzy, or 'auto' to detect.")
 @click.option("--gpus", type=int, default=None, help="Number of GPUs (default 1).")
 @click.option("--ram", type=RAM, default=None, help="Host RAM for offload, e.g. 64GiB, or auto.")
+@host_options
 @click.option("--context", type=TOKENS, default=None, help="Tokens per sequence.")
 @click.option("--engine", "engines", multiple=True, help="Only these engines (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def fit_cmd(gpu: str, gpus: int | None, ram: Any, context: int | None,
-            engines: tuple[str, ...], as_json: bool) -> None:
+def fit_cmd(gpu: str, gpus: int | None, ram: Any, ram_kind: str | None, ram_channels: int | None,
+            pcie_gen: int | None, context: int | None, engines: tuple[str, ...],
+            as_json: bool) -> None:
     """Which catalog models run on this hardware, at which quantization and context, how fast."""
     from vramplan.plan.planner import fit
     from vramplan.plan.report import fit_to_dict
     from vramplan.units import fmt_count
 
-    rows = fit(gpu=gpu, gpus=gpus, ram_bytes=ram, context=context, engines=engines or None)
+    rows = fit(gpu=gpu, gpus=gpus, ram_bytes=ram, context=context, engines=engines or None,
+               ram_kind=ram_kind, ram_channels=ram_channels, pcie_gen=pcie_gen)
     if as_json:
         emit_json(fit_to_dict(rows))
     else:

@@ -17,13 +17,21 @@ from vramplan.errors import InputError
 from vramplan.units import MB
 
 __all__ = [
+    "DEFAULT_CHANNELS",
+    "DEFAULT_KIND",
+    "MAX_CHANNELS",
     "MEMORY_KINDS",
+    "PCIE_GENS",
     "PCIE_LANE_BYTES_PER_S",
     "HostMemory",
+    "describe_host",
     "detect_host_ram",
     "detect_local",
     "host_memory",
+    "link_pcie_gen",
+    "memory_kind",
     "pcie_bytes_per_s",
+    "resolve_host",
     "typical_host",
 ]
 
@@ -69,26 +77,69 @@ def pcie_bytes_per_s(gen: int, lanes: int = 16) -> int:
     return int(PCIE_LANE_BYTES_PER_S[gen] * lanes)
 
 
+DEFAULT_KIND = "DDR5-5600"  # ASSUMPTION: a current desktop (see typical_host)
+DEFAULT_CHANNELS = 2
+MAX_CHANNELS = 24  # 2-socket servers: 2 x 12 DDR5 channels (AMD EPYC 9004/9005)
+PCIE_GENS = (3, 4, 5, 6)  # what --pcie-gen takes: gen1/2 slots do not host a current GPU
+# Size used when host options are given without --ram: speed needs only the bandwidth.
+_SIZE_FOR_SPEED = 64 * 2**30
+
+
 @dataclass(frozen=True, slots=True)
 class HostMemory:
-    """System RAM: its size and peak bandwidth (``channels`` x per-channel rate of ``kind``)."""
+    """System RAM: its size and peak bandwidth (``channels`` x per-channel rate of ``kind``),
+    plus the host's PCIe slot generation when known (``None``: the GPU's own, else gen4).
+
+    ``kind_given`` / ``channels_given``: the user said so (else they are the typical-desktop
+    ASSUMPTION); they only change how results word their assumptions.
+    """
 
     ram_bytes: int
     bandwidth_bytes_per_s: int
     channels: int
     kind: str
+    pcie_gen: int | None = None
+    kind_given: bool = False
+    channels_given: bool = False
 
 
-def host_memory(ram_bytes: int, kind: str = "DDR5-5600", channels: int = 2) -> HostMemory:
-    """A host with ``channels`` 64-bit channels of ``kind`` memory (see ``MEMORY_KINDS``)."""
+def memory_kind(name: str) -> str:
+    """The ``MEMORY_KINDS`` key for ``name``, case-insensitive (``ddr5-6400`` -> ``DDR5-6400``)."""
+    text = str(name).strip().upper()
+    if text not in MEMORY_KINDS:
+        raise InputError("--ram-kind", f"unknown memory kind {name!r}",
+                         f"use one of {', '.join(MEMORY_KINDS)}")
+    return text
+
+
+def _check_channels(channels: int) -> int:
+    if isinstance(channels, bool) or not isinstance(channels, int) or \
+            not 1 <= channels <= MAX_CHANNELS:
+        raise InputError("--ram-channels", f"must be between 1 and {MAX_CHANNELS}, got "
+                         f"{channels!r}", "e.g. --ram-channels 2 for a desktop, 8 or 12 for a "
+                         "server socket")
+    return channels
+
+
+def _check_pcie_gen(gen: int) -> int:
+    if isinstance(gen, bool) or not isinstance(gen, int) or gen not in PCIE_GENS:
+        raise InputError("--pcie-gen", f"must be between {PCIE_GENS[0]} and {PCIE_GENS[-1]}, "
+                         f"got {gen!r}", "e.g. --pcie-gen 4 (the slot's PCIe generation)")
+    return gen
+
+
+def host_memory(ram_bytes: int, kind: str = DEFAULT_KIND, channels: int = DEFAULT_CHANNELS,
+                pcie_gen: int | None = None) -> HostMemory:
+    """A host with ``channels`` 64-bit channels of ``kind`` memory (see ``MEMORY_KINDS``;
+    case-insensitive) and, optionally, PCIe gen ``pcie_gen`` slots. Both count as given."""
     if ram_bytes <= 0:
         raise InputError("--ram", f"RAM must be positive, got {ram_bytes}", "e.g. --ram 64GiB")
-    if kind not in MEMORY_KINDS:
-        raise InputError("memory kind", f"unknown memory kind {kind!r}",
-                         f"use one of {', '.join(MEMORY_KINDS)}")
-    if channels <= 0:
-        raise InputError("channels", f"channel count must be positive, got {channels}")
-    return HostMemory(ram_bytes, MEMORY_KINDS[kind] * channels, channels, kind)
+    key = memory_kind(kind)
+    _check_channels(channels)
+    if pcie_gen is not None:
+        _check_pcie_gen(pcie_gen)
+    return HostMemory(ram_bytes, MEMORY_KINDS[key] * channels, channels, key, pcie_gen, True,
+                      True)
 
 
 def typical_host(ram_bytes: int) -> HostMemory:
@@ -97,7 +148,53 @@ def typical_host(ram_bytes: int) -> HostMemory:
     Real sustained CPU read bandwidth is lower (often 60-75% of peak); servers with 8-12
     channels are far faster, laptops with DDR4 slower. Use :func:`host_memory` when known.
     """
-    return host_memory(ram_bytes, "DDR5-5600", 2)
+    h = host_memory(ram_bytes, DEFAULT_KIND, DEFAULT_CHANNELS)
+    return HostMemory(h.ram_bytes, h.bandwidth_bytes_per_s, h.channels, h.kind)
+
+
+def resolve_host(ram_bytes: int | None, kind: str | None = None, channels: int | None = None,
+                 pcie_gen: int | None = None) -> HostMemory | None:
+    """The host the user described (``--ram``, ``--ram-kind``, ``--ram-channels``,
+    ``--pcie-gen``); what is not given is the typical desktop (dual-channel DDR5-5600, the
+    GPU's own PCIe generation). ``None`` when nothing at all is given. Bad values raise
+    ``InputError`` naming the flag."""
+    if kind is None and channels is None and pcie_gen is None:
+        return typical_host(ram_bytes) if ram_bytes else None
+    key = memory_kind(kind) if kind is not None else DEFAULT_KIND
+    n = _check_channels(channels) if channels is not None else DEFAULT_CHANNELS
+    gen = _check_pcie_gen(pcie_gen) if pcie_gen is not None else None
+    size = ram_bytes if ram_bytes else _SIZE_FOR_SPEED
+    if size <= 0:
+        raise InputError("--ram", f"RAM must be positive, got {size}", "e.g. --ram 64GiB")
+    return HostMemory(size, MEMORY_KINDS[key] * n, n, key, gen, kind is not None,
+                      channels is not None)
+
+
+def link_pcie_gen(gpu_gen: int, host: HostMemory | None) -> tuple[int, str]:
+    """PCIe generation a GPU's link runs at, and why: the lower of the slot's (``--pcie-gen``)
+    and the GPU's (its catalog row; 0 = unknown), else the GPU's, else gen4 (ASSUMPTION)."""
+    slot = host.pcie_gen if host is not None else None
+    if slot is not None and gpu_gen and gpu_gen < slot:
+        return gpu_gen, f"--pcie-gen {slot}, but the GPU is gen{gpu_gen}"
+    if slot is not None:
+        return slot, f"--pcie-gen {slot}"
+    if gpu_gen:
+        return gpu_gen, "the GPU's; set --pcie-gen for the slot"
+    return 4, "ASSUMPTION; set --pcie-gen"
+
+
+def describe_host(host: HostMemory) -> str:
+    """``DDR5-6400 x 8 channels = 410 GB/s peak (given)``; says what was assumed."""
+    if host.kind_given and host.channels_given:
+        src = "given"
+    elif host.kind_given or host.channels_given:
+        src = (f"{host.kind} given; {host.channels} channels assumed, set --ram-channels"
+               if host.kind_given else
+               f"{host.channels} channels given; {host.kind} assumed, set --ram-kind")
+    else:
+        src = "ASSUMPTION: typical desktop; set --ram-kind/--ram-channels"
+    return (f"{host.kind} x {host.channels} channels = "
+            f"{host.bandwidth_bytes_per_s / 1e9:.0f} GB/s peak ({src})")
 
 
 def _nvml_gpus() -> list[tuple[str, int]]:

@@ -87,6 +87,25 @@ def _int(cfg: Mapping[str, Any], key: str, default: int | None = None, *, allow_
     return ival
 
 
+def _int0(cfg: Mapping[str, Any], key: str, default: int) -> int:
+    """An optional non-negative integer field; absent or null means ``default``."""
+    if cfg.get(key) is None:
+        return default
+    return _int(cfg, key, allow_zero=True)
+
+
+def _int_list(cfg: Mapping[str, Any], key: str) -> list[int]:
+    """An optional list of non-negative integers (mlp_only_layers, no_rope_layers)."""
+    val = cfg.get(key)
+    if val is None:
+        return []
+    if not isinstance(val, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                            and x >= 0 for x in val):
+        raise ConfigError(f"config.json {key}", "must be a list of layer indices or flags",
+                          "fix the value in config.json")
+    return list(val)
+
+
 def _opt_int(cfg: Mapping[str, Any], key: str) -> int | None:
     val = cfg.get(key)
     if val is None:
@@ -181,7 +200,7 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
         mlp = _mlp(text, family, model_type, i, n_layers)
         layers.append(LayerSpec(index=i, attention=attn, mlp=mlp))
 
-    mtp = int(text.get("num_nextn_predict_layers") or 0)
+    mtp = _int0(text, "num_nextn_predict_layers", 0)
     if model_type == "qwen3_next":
         mtp = 1  # Qwen3-Next checkpoints ship one mtp.* block (not in config.json)
     vision = _vision(cfg) if top_type == "llama4" else None
@@ -248,15 +267,18 @@ def _attention_kinds(text: Mapping[str, Any], model_type: str, n_layers: int,
     if model_type == "llama4_text":
         # transformers Llama4TextConfig: no_rope_layers default [int((i+1) % 4 != 0)];
         # RoPE layers use chunked attention (attention_chunk_size), NoPE layers attend fully.
-        nope = text.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n_layers)]
+        nope = _int_list(text, "no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n_layers)]
+        if len(nope) < n_layers:
+            raise ConfigError("config.json no_rope_layers", f"has {len(nope)} entries for "
+                              f"{n_layers} layers", "make it as long as num_hidden_layers")
         chunked = text.get("attention_chunk_size")
         return ["chunked" if (nope[i] and chunked) else "full" for i in range(n_layers)]
-    window = text.get("sliding_window")
+    window = _opt_int(text, "sliding_window")
     use_sw = text.get("use_sliding_window", True)
-    if window and use_sw and int(window) < max_pos and model_type in ("mistral", "mixtral",
+    if window and use_sw and window < max_pos and model_type in ("mistral", "mixtral",
                                                                         "qwen2", "generic"):
         if model_type == "qwen2":
-            mwl = int(text.get("max_window_layers", n_layers))
+            mwl = _int0(text, "max_window_layers", n_layers)
             return ["sliding" if i >= mwl else "full" for i in range(n_layers)]
         return ["sliding"] * n_layers
     return ["full"] * n_layers
@@ -293,18 +315,18 @@ def _attention(text: Mapping[str, Any], family: str, kind: AttnKind, heads: int,
 
 def _is_moe_layer(text: Mapping[str, Any], family: str, i: int, n_layers: int) -> bool:
     if family == "deepseek" or family == "glm4_moe":
-        n_exp = int(text.get("n_routed_experts") or 0)
-        first = int(text.get("first_k_dense_replace") or 0)
-        freq = int(text.get("moe_layer_freq") or 1)
+        n_exp = _int0(text, "n_routed_experts", 0)
+        first = _int0(text, "first_k_dense_replace", 0)
+        freq = _int0(text, "moe_layer_freq", 1) or 1
         return n_exp > 0 and i >= first and i % freq == 0
     if family in ("qwen_moe", "qwen3_next"):
         if not text.get("num_experts"):
             return False
-        step = int(text.get("decoder_sparse_step") or 1)
-        only = text.get("mlp_only_layers") or []
+        step = _int0(text, "decoder_sparse_step", 1) or 1
+        only = _int_list(text, "mlp_only_layers")
         return i not in only and (i + 1) % step == 0
     if family == "llama4":
-        step = int(text.get("interleave_moe_layer_step") or 1)
+        step = _int0(text, "interleave_moe_layer_step", 1)
         return (i + 1) % step == 0 if step > 0 else False
     if family in ("mixtral", "gpt_oss"):
         return True
@@ -315,8 +337,9 @@ def _mlp(text: Mapping[str, Any], family: str, model_type: str, i: int, n_layers
     if not _is_moe_layer(text, family, i, n_layers):
         key = "intermediate_size_mlp" if family == "llama4" else "intermediate_size"
         return MlpSpec(kind="dense", intermediate_size=_int(text, key))
-    n_exp = int(text.get("num_experts") or text.get("n_routed_experts")
-                or text.get("num_local_experts") or 0)
+    exp_key = next((k for k in ("num_experts", "n_routed_experts", "num_local_experts")
+                    if text.get(k)), "num_experts")
+    n_exp = _int0(text, exp_key, 0)
     if n_exp <= 0:
         raise ConfigError("config.json num_experts", "is missing for a mixture-of-experts model",
                           "add num_experts / n_routed_experts to config.json")
@@ -331,15 +354,15 @@ def _mlp(text: Mapping[str, Any], family: str, model_type: str, i: int, n_layers
     shared = 0
     shared_gate = False
     if family in ("deepseek", "glm4_moe"):
-        shared = int(text.get("n_shared_experts") or 0) * e_inter
+        shared = _int0(text, "n_shared_experts", 0) * e_inter
     elif family in ("qwen_moe", "qwen3_next"):
-        shared = int(text.get("shared_expert_intermediate_size") or 0)
+        shared = _int0(text, "shared_expert_intermediate_size", 0)
         shared_gate = shared > 0
     elif family == "llama4":
         shared = _int(text, "intermediate_size")
     return MlpSpec(
         kind="moe",
-        intermediate_size=int(text.get("intermediate_size") or 0),
+        intermediate_size=_int0(text, "intermediate_size", 0),
         num_experts=n_exp,
         top_k=top_k,
         expert_intermediate_size=e_inter,

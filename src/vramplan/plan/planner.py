@@ -11,7 +11,15 @@ from vramplan import api
 from vramplan.engines.base import engine_names
 from vramplan.errors import InputError
 from vramplan.hardware.gpus import Gpu, get_gpu, load_catalog
-from vramplan.hardware.host import HostMemory, detect_host_ram, detect_local, typical_host
+from vramplan.hardware.host import (
+    HostMemory,
+    describe_host,
+    detect_host_ram,
+    detect_local,
+    link_pcie_gen,
+    resolve_host,
+    typical_host,
+)
 from vramplan.kv import resolve_kv_dtype
 from vramplan.placement import Parallelism
 from vramplan.plan import llamacpp
@@ -217,18 +225,42 @@ def _at_own_context(run: Run, gpu: Gpu, counts: Sequence[int], engines: Iterable
     return sorted(out, key=rank_key), groups
 
 
+def _host(ram: int | None, kinds: Sequence[Gpu], named: bool, ram_kind: str | None,
+          ram_channels: int | None, pcie_gen: int | None) -> tuple[HostMemory | None, list[str]]:
+    """The described host (``hardware.host.resolve_host``), and what the plan says about it;
+    a named unified-memory device ignores the host options (with a note)."""
+    host = resolve_host(ram, ram_kind, ram_channels, pcie_gen)
+    if named and kinds and kinds[0].unified_memory:
+        notes = api.unified_host_notes(kinds[0], ram_kind, ram_channels, pcie_gen)
+        return (typical_host(ram) if ram else None), notes
+    out = []
+    if host is not None:
+        out.append(f"host RAM bandwidth (offload speed): {describe_host(host)}")
+    if pcie_gen is not None or (named and kinds):
+        gen, why = link_pcie_gen(kinds[0].pcie_gen if named and kinds else 0, host)
+        out.append(f"PCIe gen{gen} x16 to each GPU ({why})" if named else
+                   f"PCIe: the slot is gen{pcie_gen}; each GPU links at the lower of it and "
+                   "its own generation")
+    return host, out
+
+
 def plan(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: int | None = None,
          ram_bytes: int | str | None = None, context: int | None = None, concurrency: int = 1,
          min_tokens_per_s: float | None = None, engines: Iterable[str] | None = None,
-         max_options: int = 8, explore: bool = True) -> PlanResult:
+         max_options: int = 8, explore: bool = True, ram_kind: str | None = None,
+         ram_channels: int | None = None, pcie_gen: int | None = None) -> PlanResult:
     """Ranked ways to run ``model``: on ``gpus`` x ``gpu`` (``"auto"`` detects; ``None``
     searches the whole catalog), with ``ram_bytes`` of host RAM for offload (``"auto"``).
+    ``ram_kind`` / ``ram_channels`` / ``pcie_gen`` describe the host for offload speed
+    (default: dual-channel DDR5-5600, the GPU's PCIe generation).
     ``explore=False`` skips the other-hardware rows and the suggestions (``fit`` uses it)."""
     t0 = time.perf_counter()
     _validate(context, concurrency, min_tokens_per_s)
+    resolve_host(None, ram_kind, ram_channels, pcie_gen)  # bad values fail before any search
     kinds, fixed, notes = _resolve_gpu(gpu, gpus)
     ram, ram_notes = _resolve_ram(ram_bytes)
-    run = _run(model, context, concurrency, ram, min_tokens_per_s)
+    host, host_notes = _host(ram, kinds, gpu is not None, ram_kind, ram_channels, pcie_gen)
+    run = _run(model, context, concurrency, ram, min_tokens_per_s, host)
     notes += ram_notes
     spec = run.spec
     alternatives: tuple[HardwareRow, ...] = ()
@@ -271,9 +303,7 @@ def plan(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: int | 
         "per engine and placement the best-quality quantization that fits is shown; AWQ/GPTQ "
         "stand for pre-quantized checkpoints of this model",
     ]
-    if run.host is not None:
-        assumptions.append(f"host RAM bandwidth: {run.host.kind} x {run.host.channels} channels "
-                           "(typical desktop; ASSUMPTION)")
+    assumptions += host_notes
     return PlanResult(spec.model_id, run.lm.inventory.params_total,
                       run.lm.inventory.params_active, kinds[0].key if gpu else None, fixed, ram,
                       context, concurrency, min_tokens_per_s, tuple(options[:max_options]),
@@ -390,18 +420,22 @@ def hardware(model: str | Mapping[str, Any], *, context: int | None = None,
 
 def fit(*, gpu: str, gpus: int | None = None, ram_bytes: int | str | None = None,
         context: int | None = None, models: Sequence[str] | None = None,
-        engines: Iterable[str] | None = None) -> tuple[FitRow, ...]:
-    """Which catalog models run on ``gpus`` x ``gpu`` (+ RAM), at which quantization, context
-    and speed: each model's best option."""
+        engines: Iterable[str] | None = None, ram_kind: str | None = None,
+        ram_channels: int | None = None, pcie_gen: int | None = None) -> tuple[FitRow, ...]:
+    """Which catalog models run on ``gpus`` x ``gpu`` (+ RAM, described by ``ram_kind``,
+    ``ram_channels``, ``pcie_gen`` as for ``plan``), at which quantization, context and
+    speed: each model's best option."""
     from vramplan.model.catalog import catalog
 
     _validate(context, 1, None)
+    resolve_host(None, ram_kind, ram_channels, pcie_gen)  # a bad value is the caller's error
     names = list(models) if models else [e.id for e in catalog()]
     rows = []
     for name in names:
         try:
             res = plan(name, gpu=gpu, gpus=gpus or 1, ram_bytes=ram_bytes, context=context,
-                       engines=engines, max_options=1, explore=False)
+                       engines=engines, max_options=1, explore=False, ram_kind=ram_kind,
+                       ram_channels=ram_channels, pcie_gen=pcie_gen)
         except InputError as e:
             if e.field.startswith("--gpu") or e.field.startswith("--ram"):
                 raise

@@ -73,6 +73,10 @@ class EstimateBody(BaseModel):
     engine: str = Field("auto", max_length=service.MAX_SHORT_STR,
                         description="auto, vllm, llamacpp, ollama, sglang, transformers, generic.")
     ram: int | str | None = Field(None, description="Host RAM: bytes or '128GiB'.")
+    ram_kind: str | None = Field(None, max_length=service.MAX_SHORT_STR,
+                                 description="Host memory kind: DDR5-5600, DDR4-3200, ...")
+    ram_channels: int | None = Field(None, description="Host memory channels (1..24).")
+    pcie_gen: int | None = Field(None, description="PCIe generation of the GPU slots (3..6).")
     engine_options: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="Engine flags by python name, e.g. "
         '{"max_model_len": 8192} (the flags of `vramplan estimate --help`).')

@@ -106,6 +106,13 @@ FIELDS: tuple[FieldSpec, ...] = (
               default="auto"),
     FieldSpec("ram", "--ram", "size", "Host RAM for offload: bytes, or '128GiB'.", 1,
               MAX_MEMORY_BYTES),
+    FieldSpec("ram_kind", "--ram-kind", "str", "Host memory kind, case-insensitive: DDR4-3200, "
+              "DDR5-5600, DDR5-6400, LPDDR5X-8533, ... (default DDR5-5600; offload speed).",
+              max_length=MAX_SHORT_STR),
+    FieldSpec("ram_channels", "--ram-channels", "int", "Populated 64-bit host memory channels "
+              "(default 2; servers 8-12 per socket).", 1, 24),
+    FieldSpec("pcie_gen", "--pcie-gen", "int", "PCIe generation of the GPU slots (default: the "
+              "GPU's own, else 4).", 3, 6),
     FieldSpec("engine_options", "engine_options", "object", "Engine flags by python name, e.g. "
               "{\"max_model_len\": 8192, \"gpu_memory_utilization\": 0.9} (see vramplan "
               "estimate --help)."),
@@ -170,6 +177,9 @@ class EstimateRequest:
     pp: int = 1
     engine: str = "auto"
     ram: int | None = None
+    ram_kind: str | None = None
+    ram_channels: int | None = None
+    pcie_gen: int | None = None
     engine_options: dict[str, Any] = field(default_factory=dict)
     min_tokens_per_s: float | None = None  # plan only
     max_options: int = 8  # plan only
@@ -181,7 +191,13 @@ class EstimateRequest:
                 "tp": self.tp, "pp": self.pp,
                 "ep": bool(self.engine_options.get("enable_expert_parallel")),
                 "engine": self.engine, "engine_options": dict(self.engine_options),
-                "ram": self.ram}
+                "ram": self.ram, **self.host_kwargs()}
+
+    def host_kwargs(self) -> dict[str, Any]:
+        """The host description (``ram_kind``, ``ram_channels``, ``pcie_gen``), when given."""
+        return {k: v for k, v in (("ram_kind", self.ram_kind), ("ram_channels",
+                                                                self.ram_channels),
+                                  ("pcie_gen", self.pcie_gen)) if v is not None}
 
     def plan_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``vramplan.plan.plan``: it searches engines, quantization and
@@ -190,7 +206,7 @@ class EstimateRequest:
                 "context": self.context, "concurrency": self.batch,
                 "min_tokens_per_s": self.min_tokens_per_s,
                 "engines": None if self.engine in ("", "auto") else [self.engine],
-                "max_options": self.max_options}
+                "max_options": self.max_options, **self.host_kwargs()}
 
 
 # ---------------------------------------------------------------- field checks
@@ -429,9 +445,13 @@ def parse_request(data: Mapping[str, Any], plan: bool = False) -> EstimateReques
         raise InputError("MODEL", "give either a model name or an inline config.json (not both)"
                          if "model" in values else "is missing",
                          "e.g. model=qwen3-8b (GET /v1/models lists the catalog)")
-    for key in ("kv_dtype", "engine"):
+    for key in ("kv_dtype", "engine", "ram_kind"):
         if key in values and not values[key]:
             del values[key]
+    if "ram_kind" in values:  # unknown kind: 422 with the list, before any work
+        from vramplan.hardware.host import memory_kind
+
+        values["ram_kind"] = memory_kind(values["ram_kind"])
     return EstimateRequest(**values)
 
 
