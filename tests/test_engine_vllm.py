@@ -272,8 +272,16 @@ def test_more_context_never_needs_less(model: str, a: int, b: int, gpu: str,
     if x.failure is None and y.failure is None:
         # whole budget either way, up to one KV block over all layers: the pool is a whole
         # number of blocks, and the activation peak (hence the pool) moves with the batch limit
+        # (before v0.20 the CUDA-graph pool sits outside the budget and grows with the batch
+        # limit, which follows max_model_len for tiny lengths: compare the budget part, and
+        # the totals only for monotonicity)
         block_all_layers = x.kv_cache_bytes_per_token * x.engine_figures["block_size"]
-        assert abs(y.devices[0].total_bytes - x.devices[0].total_bytes) < block_all_layers
+
+        def budget_part(e: Any) -> int:
+            return sum(c.bytes for c in e.devices[0].components if c.name != "CUDA graph")
+
+        assert abs(budget_part(y) - budget_part(x)) < block_all_layers
+        assert y.devices[0].total_bytes > x.devices[0].total_bytes - block_all_layers
         assert y.engine_figures["max_concurrency"] <= x.engine_figures["max_concurrency"]
     for d in (*x.devices, *y.devices):
         assert d.total_bytes == sum(c.bytes for c in d.components)

@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # usage errors: one line, like every other error
+        print(f"vramplan: error: {e.format_message()} (see --help)", file=sys.stderr)
         sys.exit(2)
     except VramplanError as e:
         if debug:

@@ -166,8 +166,8 @@ def resolve(setup: Setup, view: ModelView, prof: LlamaProfile,
         raise InputError("--cache-type-v", f"a {type_v} V cache requires flash attention "
                          "(llama.cpp: \"V cache quantization requires flash_attn\")",
                          "add --flash-attn on, or use --cache-type-v f16")
-    ub = int(o.get("ubatch_size") or 512)
-    nb = int(o.get("batch_size") or 2048)
+    ub = int(o["ubatch_size"]) if o.get("ubatch_size") is not None else 512
+    nb = int(o["batch_size"]) if o.get("batch_size") is not None else 2048
     if ub < 1 or nb < 1:
         raise InputError("--ubatch-size", "batch sizes must be positive", "e.g. --ubatch-size 512")
     if o.get("ubatch_size"):

@@ -50,6 +50,9 @@ SRC_GEN = "transformers generation/utils.py@000034a4; cache_utils.py@004999d9"
 QUANT_LINEAR = ("gptq", "awq", "bnb-nf4", "bnb-fp4", "bnb-int8")
 
 
+# SOURCE: transformers modeling_utils _get_device_map: the string strategies it accepts.
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
 @dataclass(frozen=True, slots=True)
 class HfProfile:
     version: str
@@ -208,6 +211,9 @@ class TransformersEngine:
             raise InputError("--attn-implementation", f"unknown {attn!r}",
                              "use eager, sdpa or flash_attention_2")
         strategy = str(opts.get("device_map") or "auto")
+        if strategy not in DEVICE_MAP_STRATEGIES:
+            raise InputError("--device-map", f"{strategy!r} is not a device_map strategy",
+                             f"use one of {', '.join(DEVICE_MAP_STRATEGIES)}")
         ctx, b = wl.context_tokens, wl.batch
         prompt = min(int(opts.get("prompt_tokens") or ctx), ctx)
         decode = ctx - prompt >= 2

@@ -82,6 +82,8 @@ PROFILES: tuple[Profile, ...] = _profiles((
 # ---------------------------------------------------------------- named constants
 # SOURCE: config/cache.py CacheConfig.block_size default on CUDA (16 tokens).
 DEFAULT_BLOCK_SIZE = 16
+# SOURCE: config/cache.py BlockSize = Literal[1, 8, 16, 32, 64, 128] (the CLI's choices).
+VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128)
 # SOURCE: engine/arg_utils.py _set_default_args_v1 (0.10-0.11) / get_batch_defaults (0.12+),
 # usage context OPENAI_API_SERVER (``vllm serve``): tokens, seqs per tier.
 BATCH_TIER_SMALL = (2048, 256)  # < 70 GiB reported, or any A100
@@ -386,7 +388,11 @@ class VllmEngine:
         if seqs > tokens:  # SchedulerConfig validation
             raise InputError("--max-num-batched-tokens", f"{tokens} is below max_num_seqs {seqs}",
                              f"use --max-num-batched-tokens {seqs} or more")
-        block = int(str(_opt(setup, "block_size") or DEFAULT_BLOCK_SIZE))
+        block_opt = _opt(setup, "block_size")
+        block = int(str(block_opt)) if block_opt is not None else DEFAULT_BLOCK_SIZE
+        if block not in VLLM_BLOCK_SIZES:
+            raise InputError("--block-size", f"{block} is not a vLLM block size",
+                             f"use one of {', '.join(map(str, VLLM_BLOCK_SIZES))} (default 16)")
         if block < 1:
             raise InputError("--block-size", f"must be positive, got {block}", "use 16")
         offload = float(str(_opt(setup, "cpu_offload_gb") or 0.0))
