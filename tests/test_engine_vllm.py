@@ -280,8 +280,12 @@ def test_more_context_never_needs_less(model: str, a: int, b: int, gpu: str,
         def budget_part(e: Any) -> int:
             return sum(c.bytes for c in e.devices[0].components if c.name != "CUDA graph")
 
-        assert abs(budget_part(y) - budget_part(x)) < block_all_layers
-        assert y.devices[0].total_bytes > x.devices[0].total_bytes - block_all_layers
+        graphs_in_budget = version is None or tuple(map(int, version.split(".")[:2])) >= (0, 20)
+        if graphs_in_budget:  # v0.20+: the graph estimate is subtracted before KV sizing
+            assert abs(y.devices[0].total_bytes - x.devices[0].total_bytes) < block_all_layers
+        else:
+            assert abs(budget_part(y) - budget_part(x)) < block_all_layers
+            assert y.devices[0].total_bytes > x.devices[0].total_bytes - block_all_layers
         assert y.engine_figures["max_concurrency"] <= x.engine_figures["max_concurrency"]
     for d in (*x.devices, *y.devices):
         assert d.total_bytes == sum(c.bytes for c in d.components)
