@@ -188,6 +188,10 @@ def quantized_from_gguf(inv: TensorInventory, h: GgufHeader, path: str = "") -> 
 def priced_for_source(inv: TensorInventory, source: ModelSource,
                       quant: str | None) -> QuantizedModel:
     """The ``api._priced`` hook for origin ``"gguf"``: the file's own tensors, never re-priced."""
+    if source.config.get("_gguf_hub"):  # a file on the Hub (model/gguf_hub.py)
+        from vramplan.model.gguf_hub import priced_hub_gguf
+
+        return priced_hub_gguf(inv, source, quant)
     if quant:
         raise InputError("--quant", f"{Path(source.source).name} is a GGUF file, already "
                          "quantized", "drop --quant (the file's own tensor types are used)")

@@ -16,6 +16,10 @@ OFFLINE_HINT = ("the Hugging Face Hub cannot be reached; use a built-in model (`
                 "or a local path to a config.json or model folder")
 
 
+class NoConfigError(UnknownModelError):
+    """The repo exists but has no config.json (``model/gguf_hub.py`` then looks for .gguf files)."""
+
+
 def fetch_config(repo_id: str, revision: str | None = None) -> dict[str, Any]:
     """Download (or take from the HF cache) only config.json of ``repo_id``."""
     try:
@@ -36,8 +40,8 @@ def fetch_config(repo_id: str, revision: str | None = None) -> dict[str, Any]:
         raise UnknownModelError("MODEL", f"{repo_id} was not found on the Hub",
                                 "check the id, or set HF_TOKEN for a private repo") from None
     except EntryNotFoundError:
-        raise UnknownModelError("MODEL", f"{repo_id} has no config.json",
-                                "GGUF-only repos: pass the .gguf file") from None
+        raise NoConfigError("MODEL", f"{repo_id} has no config.json",
+                            f"GGUF-only repos: pass {repo_id}:<file.gguf>") from None
     except Exception as exc:  # network errors come in many classes
         raise OfflineError(f"{repo_id}: {OFFLINE_HINT} ({exc.__class__.__name__})") from None
     with open(path, encoding="utf-8") as fh:

@@ -14,6 +14,7 @@ from vramplan.model.safetensors import HeaderTensor, read_local_header
 
 MAX_CONFIG_BYTES = 4 * 2**20  # a real config.json is a few KiB
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_GGUF = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+:[\w.+/-]+$")  # org/repo:file.gguf | :Q4_K_M
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +76,19 @@ def load_model(name: str, *, allow_hub: bool = True, allow_local: bool = True) -
 
             return load_gguf_source(p)
         return load_local(p)
+    if allow_hub and _HUB_GGUF.match(name):
+        from vramplan.model.gguf_hub import load_hub_gguf
+
+        return load_hub_gguf(name)
     if allow_hub and _HUB_ID.match(name):
         from vramplan.model import hub
 
-        cfg = hub.fetch_config(name)
+        try:
+            cfg = hub.fetch_config(name)
+        except hub.NoConfigError:  # a GGUF-only repo: read a .gguf header instead
+            from vramplan.model.gguf_hub import load_hub_gguf
+
+            return load_hub_gguf(name)
         headers = hub.fetch_safetensors_headers(name)
         return ModelSource(name, "hub", f"huggingface.co/{name}", cfg, None, tuple(headers))
     sug = catalog.suggestions(name)
