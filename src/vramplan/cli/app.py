@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:  # usage errors: one line, like every other error
-        print(f"vramplan: error: {e.format_message()} (see --help)", file=sys.stderr)
+        if isinstance(e, click.BadParameter) and e.message.startswith("--"):
+            msg = e.message  # our own "--flag: problem; fix" from an option type
+        else:
+            msg = f"{e.format_message()} (see --help)"
+        print(f"vramplan: error: {msg}", file=sys.stderr)
         sys.exit(2)
     except VramplanError as e:
         if debug:

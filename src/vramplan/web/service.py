@@ -54,7 +54,9 @@ PLAN_WAIT_S = 20.0  # then 503 "busy"
 
 # Hugging Face repo ids: two segments of letters, digits, '_', '.', '-', at most 96 characters
 # each, not starting with '.' or '-' (huggingface_hub.utils.validate_repo_id), no '..' or '--'.
-HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+# org/name, optionally :file.gguf or :TAG for a GGUF on the Hub (model/gguf_hub.py)
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}"
+                    r"(:[A-Za-z0-9][A-Za-z0-9_.+/-]{0,200})?")
 _SAFE_OVERRIDE = re.compile(r"[A-Za-z0-9_.|\\*+?^$=,:-]{1,256}")
 
 
