@@ -261,6 +261,11 @@ class Layout:
         return (self.model.get(dev, 0) + self.kv.get(dev, 0) + self.rs.get(dev, 0)
                 + self.compute.get(dev, 0))
 
+    def host_total(self) -> int:
+        """Host buffers: the CPU model buffer (mapped or not), KV/RS of CPU layers, the CPU
+        (CUDA_Host) compute buffer and the output (logits) buffer."""
+        return self.total(CPU) + self.output_bytes
+
 
 def layer_devices(n_layer: int, cfg: Config) -> list[str]:
     """Device of each layer 0..n_layer (the last entry is the output layer)."""

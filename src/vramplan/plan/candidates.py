@@ -1,10 +1,11 @@
 """Planner candidates: screen one (engine, quantization, GPU kind, count, placement) fast, then
 check the survivors with the engine model and turn them into ``PlanOption``s.
 
-The screen is the planner's own arithmetic (per-GPU weights from ``plan.offload``, KV from
-``vramplan.kv``, a generic activation/overhead term, the engine's share of GPU memory); it only
-decides which candidates are worth an engine call (``api.estimate``, ~5 ms each), which gives
-the verdict, devices and command.
+The safetensors screen is the planner's own arithmetic (per-GPU weights from ``plan.offload``, KV
+from ``vramplan.kv``, a generic activation/overhead term, the engine's share of GPU memory); the
+GGUF screen is the llama.cpp engine's memory model (``plan.llamacpp``). The screen only decides
+which candidates are worth an engine call (``api.estimate``, ~5 ms each), which gives the verdict,
+devices and command.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vramplan.hardware.gpus import Gpu
 from vramplan.hardware.host import HostMemory
 from vramplan.placement import Parallelism, check_tp
 from vramplan.plan import llamacpp
+from vramplan.plan.llamacpp import FIT_MARGIN
 from vramplan.plan.offload import activation_bytes, describe, options_from_figures, split_cached
 from vramplan.plan.types import PlanOption
 from vramplan.quant.schemes import QuantizedModel
@@ -72,7 +74,6 @@ class Cand:
     par: Parallelism
     placement: str  # gpu | offload
     options: dict[str, Any] = field(default_factory=dict)
-    layout: llamacpp.LlamaLayout | None = None
     ok: bool = False
     reason: str = ""
     gpu_bytes: int = 0  # screen: largest per-GPU total
@@ -180,37 +181,30 @@ def screen_st(run: Run, engine: str, quant: str | None, gpu: Gpu, n: int,
 
 
 def screen_gguf(run: Run, engine: str, quant: str, gpu: Gpu, n: int, placement: str) -> Cand:
-    """llama.cpp / Ollama: the planner's llama.cpp placement (plan.llamacpp)."""
+    """llama.cpp / Ollama: the llama.cpp engine's memory of the placement the planner chooses
+    (plan.llamacpp)."""
     qm = priced(run.lm, quant)
     c = Cand(engine, "gguf", quant, qm, gpu, n, Parallelism(), placement)
     if placement == "gpu":
-        c.gpu_bytes, c.host_bytes = llamacpp.totals(qm, n, run.context, run.concurrency, "fp16",
-                                                    {})
-        cap = llamacpp.gpu_capacity(gpu)
-        c.ok = c.gpu_bytes <= cap
-        if c.ok:
-            c.layout = llamacpp.layout(qm, gpu, n, run.context, run.concurrency, "fp16", None, {})
-            c.speed = _speed(run, c, run.context)
-        else:
-            c.reason = (f"{fmt_bytes(c.gpu_bytes)} per GPU > {fmt_bytes(cap)} usable on "
-                        f"{gpu.name}" + (f" x {n}" if n > 1 else ""))
-        return c
+        lay = llamacpp.layout(qm, gpu, n, run.context, run.concurrency, "fp16", None, {})
     else:
         found = llamacpp.solve_offload(qm, gpu, n, run.context, run.concurrency, "fp16",
                                        run.ram_bytes)
         if found is None or not found.options:
             c.reason = _gguf_reason(run, qm, gpu, n)
             return c
-        lay, ok = found, True
-    c.layout, c.options = lay, dict(lay.options)
-    c.gpu_bytes = max((d.total_bytes for d in lay.devices if d.kind == "gpu"), default=0)
+        lay = found
+    c.options = dict(lay.options)
+    c.gpu_bytes = max(lay.gpu_bytes, default=0)
     c.host_bytes = lay.host_ram_bytes
-    c.ok = ok
-    if ok:
+    c.ok = lay.gpu_fits
+    if c.ok:
         c.speed = _speed(run, c, run.context)
     else:
-        c.reason = (f"{fmt_bytes(c.gpu_bytes)} per GPU > {fmt_bytes(lay.devices[0].capacity_bytes)}"
-                    f" usable on {gpu.name}" + (f" x {n}" if n > 1 else ""))
+        c.reason = (f"{fmt_bytes(c.gpu_bytes)} per GPU > {fmt_bytes(lay.usable_bytes)} usable on "
+                    f"{gpu.name}" + (f" x {n}" if n > 1 else "")
+                    + f" ({fmt_bytes(lay.gpu_capacity_bytes)} less the {fmt_bytes(FIT_MARGIN)} "
+                    "--fit keeps free)")
     return c
 
 
@@ -290,44 +284,31 @@ def _st_command(run: Run, c: Cand) -> str:
 def verify(run: Run, c: Cand) -> PlanOption | str:
     """The engine's verdict on a screened candidate: a ``PlanOption`` or its failure text."""
     notes: list[str] = []
-    if c.family == "gguf" and "llamacpp" not in run.registered or (
-            c.family == "gguf" and c.engine not in run.registered):
-        assert c.layout is not None
-        lay = c.layout
-        devices, host, figures = lay.devices, lay.host_ram_bytes, {}
-        command = llamacpp.command(c.qm, lay, run.context, run.concurrency, c.n, "fp16")
-        verified, fits = False, lay.fits
-        notes.append("memory from vramplan's llama.cpp placement model (the llama.cpp engine "
-                     "model is not installed)")
-    else:
-        run.engine_calls += 1
-        try:
-            est = api.estimate(run.model_arg, gpu=c.gpu.key, gpus=c.n,
-                               quant=c.quant, context=run.context, batch=run.concurrency,
-                               kv_dtype="auto", tp=c.par.tp, pp=c.par.pp, ep=c.par.ep,
-                               engine=c.engine, engine_options=_engine_opts(run, c),
-                               ram=run.ram_bytes)
-        except VramplanError as e:
-            return str(e)
-        if not est.fits:
-            return est.failure or "; ".join(f"{d.name} needs {fmt_bytes(d.total_bytes)} of "
-                                            f"{fmt_bytes(d.capacity_bytes)}" for d in est.devices
-                                            if not d.fits)
-        conc = est.engine_figures.get("max_concurrency")
-        if isinstance(conc, int | float) and conc < run.concurrency:
-            return (f"KV cache holds {conc:.2f} requests of {run.context:,} tokens, fewer than "
-                    f"the {run.concurrency} asked")
-        devices, host, figures = est.devices, est.host_ram_bytes, dict(est.engine_figures)
-        command = est.command or (_st_command(run, c) if c.family == "st" else
-                                  llamacpp.command(c.qm, c.layout, run.context, run.concurrency,
-                                                   c.n, "fp16") if c.layout else "")
-        verified, fits = True, True
-        notes += [n for n in est.notes if "pre-quantized" in n]
-        if c.engine == "ollama":  # speed follows the placement Ollama chose
-            chosen = options_from_figures(figures, run.spec.num_layers)
-            if chosen is not None and chosen != c.options:
-                c.options, c.layout = chosen, None
-                c.speed = {}
+    run.engine_calls += 1
+    try:
+        est = api.estimate(run.model_arg, gpu=c.gpu.key, gpus=c.n,
+                           quant=c.quant, context=run.context, batch=run.concurrency,
+                           kv_dtype="auto", tp=c.par.tp, pp=c.par.pp, ep=c.par.ep,
+                           engine=c.engine, engine_options=_engine_opts(run, c),
+                           ram=run.ram_bytes)
+    except VramplanError as e:
+        return str(e)
+    if not est.fits:
+        return est.failure or "; ".join(f"{d.name} needs {fmt_bytes(d.total_bytes)} of "
+                                        f"{fmt_bytes(d.capacity_bytes)}" for d in est.devices
+                                        if not d.fits)
+    conc = est.engine_figures.get("max_concurrency")
+    if isinstance(conc, int | float) and conc < run.concurrency:
+        return (f"KV cache holds {conc:.2f} requests of {run.context:,} tokens, fewer than "
+                f"the {run.concurrency} asked")
+    devices, host, figures = est.devices, est.host_ram_bytes, dict(est.engine_figures)
+    command = est.command or (_st_command(run, c) if c.family == "st" else "")
+    notes += [n for n in est.notes if "pre-quantized" in n]
+    if c.engine == "ollama":  # speed follows the placement Ollama chose
+        chosen = options_from_figures(figures, run.spec.num_layers)
+        if chosen is not None and chosen != c.options:
+            c.options = chosen
+            c.speed = {}
     max_ctx, max_conc, binding, detail = capacity(run, c, devices, figures)
     sp = c.speed or _speed(run, c, run.context)
     dec = sp["decode_tokens_per_s"]["value"]
@@ -345,12 +326,12 @@ def verify(run: Run, c: Cand) -> PlanOption | str:
     return PlanOption(
         engine=c.engine, quant=c.quant or "checkpoint", quant_label=label,
         gpu=c.gpu.key, gpu_name=c.gpu.name, gpu_count=c.n, tp=c.par.tp, pp=c.par.pp,
-        ep=c.par.ep, fits=fits, devices=tuple(devices), host_ram_bytes=host,
+        ep=c.par.ep, fits=True, devices=tuple(devices), host_ram_bytes=host,
         context_tokens=run.context, concurrency=run.concurrency, decode_tokens_per_s=dec,
         prefill_tokens_per_s=sp["prefill_tokens_per_s"]["value"], ttft_s=sp["ttft_s"]["value"],
         speed=sp, max_context_tokens=max_ctx, max_concurrency=max_conc,
         binding_constraint=binding, binding_detail=detail, command=command, placement=placement,
-        engine_options=dict(c.options), verified=verified, meets_min_tokens_per_s=meets,
+        engine_options=dict(c.options), verified=True, meets_min_tokens_per_s=meets,
         notes=tuple(notes))
 
 

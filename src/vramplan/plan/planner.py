@@ -206,11 +206,8 @@ def _same_layout(run: Run, o: PlanOption, gpu: Gpu, quant: str | None, ctx: int)
     if quant is None:
         return None
     qm = llamacpp_priced(run, quant)
-    lay = llamacpp.layout(qm, gpu, o.gpu_count, ctx, run.concurrency, "fp16", run.ram_bytes,
-                          o.engine_options)
-    c = Cand(o.engine, "gguf", quant, qm, gpu, o.gpu_count, Parallelism(),
-             "offload" if o.engine_options else "gpu", dict(o.engine_options), lay, ok=True)
-    return c
+    return Cand(o.engine, "gguf", quant, qm, gpu, o.gpu_count, Parallelism(),
+                "offload" if o.engine_options else "gpu", dict(o.engine_options), ok=True)
 
 
 def _at_own_context(run: Run, gpu: Gpu, counts: Sequence[int], engines: Iterable[str] | None,
@@ -269,8 +266,7 @@ def plan(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: int | 
     if gpu is None:  # the whole catalog: fewest GPUs per kind, best first
         rows = _hardware_rows(run, kinds, engines, HARDWARE_COUNTS if fixed is None else
                               (fixed,), verify_top=max_options)
-        options = sorted((r.option for r in rows if r.option and r.option.verified or
-                          r.option and r.option.engine == "llamacpp"), key=rank_key)
+        options = sorted((r.option for r in rows if r.option is not None), key=rank_key)
         alternatives = tuple(rows)
     else:
         kind = kinds[0]

@@ -41,8 +41,8 @@ class Group:
 
 
 def engines_for(engines: Iterable[str] | None, gpu: Gpu) -> list[tuple[str, str]]:
-    """(engine, family) pairs to search on ``gpu``: registered engines (llama.cpp always, by
-    the planner's own placement model when its engine is absent), ``generic`` standing in for
+    """(engine, family) pairs to search on ``gpu``: registered engines (llama.cpp always: its
+    engine model is built in and is the planner's GGUF screen too), ``generic`` standing in for
     the serving engines when none is registered."""
     reg = set(engine_names())
     want = {e.lower().replace(".", "").replace("-", "") for e in engines} if engines else None
