@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import gguf
-import numpy as np
 import pytest
 
+from tests.gguf_files import write_tensors
 from vramplan.api import estimate
 from vramplan.engines.llamacpp import profile_for
 from vramplan.engines.llamacpp_fit import FIT_MARGIN
 from vramplan.errors import HeaderError, InputError
-from vramplan.quant.ggml_types import tensor_bytes
 from vramplan.result import Estimate
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -70,17 +69,7 @@ def write_gguf(path: Path, *, arch: str = "llama", n_layer: int = 4, n_embd: int
     tensors["output_norm.weight"] = (Q.F32, (n_embd,))
     if not tied:
         tensors["output.weight"] = (Q.Q6_K if n_embd % 256 == 0 else wtype, (n_embd, n_vocab))
-    for name, (qt, ne) in tensors.items():
-        rows = list(reversed(ne[1:]))
-        if qt == Q.F32:
-            w.add_tensor(name, np.zeros((*rows, ne[0]), dtype=np.float32))
-        else:
-            nb = tensor_bytes(qt.name, (ne[0],))
-            w.add_tensor(name, np.zeros((*rows, nb), dtype=np.uint8), raw_dtype=qt)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_tensors(w, tensors)
     return path
 
 

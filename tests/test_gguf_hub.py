@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import gguf
-import numpy as np
 import pytest
 from fsspec.spec import AbstractBufferedFile
 
+from tests.gguf_files import write_tensors
 from vramplan import api
 from vramplan.api import estimate, load
 from vramplan.errors import HeaderError, InputError, OfflineError, UnknownModelError
 from vramplan.model import gguf_hub
 from vramplan.model.gguf_reader import read_gguf_header
-from vramplan.quant.ggml_types import tensor_bytes
 
 Q = gguf.GGMLQuantizationType
 REPO = "tiny-org/tiny-GGUF"
@@ -61,17 +60,7 @@ def write_gguf(path: Path, wtype: Q = Q.Q4_0, n_layer: int = 4, split_max_tensor
                     p + "ffn_down.weight": (wtype, (n_ff, n_embd))}
     tensors["output_norm.weight"] = (Q.F32, (n_embd,))
     tensors["output.weight"] = (Q.Q6_K, (n_embd, N_VOCAB))
-    for tname, (qt, ne) in tensors.items():
-        rows = list(reversed(ne[1:]))
-        if qt == Q.F32:
-            w.add_tensor(tname, np.zeros((*rows, ne[0]), dtype=np.float32))
-        else:
-            nb = tensor_bytes(qt.name, (ne[0],))
-            w.add_tensor(tname, np.zeros((*rows, nb), dtype=np.uint8), raw_dtype=qt)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_tensors(w, tensors)
     return path
 
 
