@@ -8,9 +8,6 @@ raises.
 from __future__ import annotations
 
 import os
-import platform
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 from vramplan.errors import InputError
@@ -215,6 +212,9 @@ def _nvml_gpus() -> list[tuple[str, int]]:
 
 
 def _nvidia_smi_gpus() -> list[tuple[str, int]]:
+    import shutil
+    import subprocess
+
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
@@ -231,12 +231,16 @@ def _nvidia_smi_gpus() -> list[tuple[str, int]]:
 
 
 def _sysctl(name: str) -> str:
+    import subprocess
+
     res = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5,
                          check=True)
     return res.stdout.strip()
 
 
 def _apple_gpus() -> list[tuple[str, int]]:
+    import platform
+
     if platform.system() != "Darwin" or platform.machine() != "arm64":
         return []
     return [(_sysctl("machdep.cpu.brand_string") or "Apple Silicon", int(_sysctl("hw.memsize")))]
