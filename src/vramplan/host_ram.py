@@ -19,6 +19,7 @@ own baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.units import GIB
@@ -50,10 +51,16 @@ class HostRam:
                 "anonymous_peak_bytes": self.anonymous_peak_bytes}
 
 
+@lru_cache(maxsize=256)
+def largest_tensor_bytes(qm: QuantizedModel) -> int:
+    """Bytes of the largest single stored tensor (an expert group counts per expert)."""
+    return max((e.bytes // max(1, e.group.count) for e in qm.entries), default=0)
+
+
 def vllm_host_ram(qm: QuantizedModel, gpus: int, offload_bytes_per_gpu: int) -> HostRam:
     """Host RAM peak of ``vllm serve`` on ``gpus`` GPUs (see the module docstring)."""
     processes = 2 + (gpus if gpus > 1 else 0)
-    largest = max((e.bytes // max(1, e.group.count) for e in qm.entries), default=0)
+    largest = largest_tensor_bytes(qm)
     return HostRam(processes=processes, baseline_bytes=processes * PROCESS_BASELINE_BYTES,
                    pinned_offload_bytes=offload_bytes_per_gpu * gpus,
                    loading_transient_bytes=largest, page_cache_bytes=qm.weights_bytes)

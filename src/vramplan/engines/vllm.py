@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.errors import InputError
@@ -240,6 +241,14 @@ class LayerKv:
 
 def layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
                    block: int) -> tuple[list[LayerKv], int]:
+    """Cached per (spec, stage, dtype, tp, block): see ``_layer_kv_specs``."""
+    specs, used = _layer_kv_specs(spec, layers, kv_dtype, tp, block)
+    return list(specs), used
+
+
+@lru_cache(maxsize=512)
+def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
+                    block: int) -> tuple[tuple[LayerKv, ...], int]:
     """Per-layer KV spec of one pipeline stage and the block size actually used.
 
     Mamba/linear-attention hybrids raise the attention block to 16 x cdiv(state, 16 x
@@ -261,7 +270,7 @@ def layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
         kind = "mla" if a.kind == "mla" else a.kind
         out.append(LayerKv(kind, page, a.window_tokens or 0 if kind in ("sliding", "chunked")
                            else 0))
-    return out, block
+    return tuple(out), block
 
 
 def blocks_per_request(lk: LayerKv, max_len: int, batched: int, block: int) -> int:

@@ -111,6 +111,17 @@ class ModelSpec:
     # HF quantization_config / hf_quant_config.json; not part of equality (the inventory ignores it)
     quantization_config: dict[str, object] | None = field(default=None, compare=False)
     notes: tuple[str, ...] = field(default=())  # what normalization assumed, shown to the user
+    # Specs key every stage's caches; hashing ~100 nested layer specs per lookup was the top
+    # cost of a warm estimate, so the hash is computed once.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.model_id, self.model_type, self.family,
+                                                self.hidden_size, self.vocab_size, self.layers,
+                                                self.tie_word_embeddings, self.torch_dtype)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def num_layers(self) -> int:
