@@ -307,7 +307,9 @@ def _mtp(spec: ModelSpec) -> list[TensorGroup]:
     for k in range(spec.mtp_layers):
         if spec.family == "qwen3_next":
             lp = "mtp"
-            full = next(layer for layer in spec.layers if layer.attention.kind == "full")
+            # the MTP block uses full attention; a config with no full layer (interval beyond
+            # the depth) falls back to the last layer's mixer
+            full = next((layer for layer in spec.layers if layer.attention.kind == "full"), last)
             out += [_lin(f"{lp}.fc.weight", h, 2 * h, "mtp", None, "replicated"),
                     _vec(f"{lp}.pre_fc_norm_embedding.weight", h, "mtp", None),
                     _vec(f"{lp}.pre_fc_norm_hidden.weight", h, "mtp", None),
