@@ -71,6 +71,11 @@ def plain_estimate(est: Estimate, explain: bool) -> str:
         "",
     ]
     for d in est.devices[:16]:
+        if "size unknown" in d.label:
+            lines.append(f"{d.name:6s} {fmt_bytes(d.total_bytes)} of host RAM (not checked: set "
+                         f"--ram)  weights {fmt_bytes(d.weights_bytes)}, kv "
+                         f"{fmt_bytes(d.kv_cache_bytes)}, buffers {fmt_bytes(d.activation_bytes)}")
+            continue
         lines.append(
             f"{d.name:6s} {usage_bar(d)} {fmt_bytes(d.total_bytes)} / {fmt_bytes(d.capacity_bytes)}"
             f"  weights {fmt_bytes(d.weights_bytes)}, kv {fmt_bytes(d.kv_cache_bytes)}, "
@@ -113,6 +118,11 @@ def rich_estimate(est: Estimate, explain: bool, console: Any = None) -> None:
                 "capacity"):
         t.add_column(col, justify="right" if col not in ("device", "usage") else "left")
     for d in est.devices[:16]:
+        if "size unknown" in d.label:
+            t.add_row(d.name, "[dim]not checked: set --ram[/]", fmt_bytes(d.weights_bytes),
+                      fmt_bytes(d.kv_cache_bytes), fmt_bytes(d.activation_bytes),
+                      fmt_bytes(d.overhead_bytes), fmt_bytes(d.total_bytes), "?")
+            continue
         color = "green" if d.fits else "red"
         t.add_row(d.name, f"[{color}]{usage_bar(d, 24)}[/]", fmt_bytes(d.weights_bytes),
                   fmt_bytes(d.kv_cache_bytes), fmt_bytes(d.activation_bytes),
