@@ -48,12 +48,13 @@ def speed_line(est: Estimate) -> str:
 
 
 def _verdict(est: Estimate) -> str:
+    checked = [d for d in est.devices if "size unknown" not in d.label] or list(est.devices)
     if est.fits:
-        worst = min(est.devices, key=lambda d: d.free_bytes)
+        worst = min(checked, key=lambda d: d.free_bytes)
         return f"FITS: {fmt_bytes(worst.free_bytes)} to spare on the fullest device"
     if est.failure:
         return f"DOES NOT FIT: {est.failure}"
-    worst = min(est.devices, key=lambda d: d.free_bytes)
+    worst = min(checked, key=lambda d: d.free_bytes)
     return f"DOES NOT FIT: {worst.name} needs {fmt_bytes(-worst.free_bytes)} more"
 
 
