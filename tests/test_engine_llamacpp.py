@@ -9,7 +9,7 @@ from typing import Any
 import gguf
 import pytest
 
-from tests.gguf_files import write_tensors
+from tests.gguf_files import llama_tensors, write_tensors
 from vramplan.api import estimate
 from vramplan.engines.llamacpp import profile_for
 from vramplan.engines.llamacpp_fit import FIT_MARGIN
@@ -47,28 +47,8 @@ def write_gguf(path: Path, *, arch: str = "llama", n_layer: int = 4, n_embd: int
         w.add_sliding_window(swa)
     w.add_tokenizer_model("gpt2")
     w.add_token_list([f"t{i}" for i in range(n_vocab)])
-    d = n_embd // n_head
-    tensors: dict[str, tuple[Q, tuple[int, ...]]] = {"token_embd.weight": (wtype, (n_embd, n_vocab))}
-    for il in range(n_layer):
-        p = f"blk.{il}."
-        tensors |= {p + "attn_norm.weight": (Q.F32, (n_embd,)),
-                    p + "attn_q.weight": (wtype, (n_embd, n_embd)),
-                    p + "attn_k.weight": (wtype, (n_embd, d * n_head_kv)),
-                    p + "attn_v.weight": (wtype, (n_embd, d * n_head_kv)),
-                    p + "attn_output.weight": (wtype, (n_embd, n_embd)),
-                    p + "ffn_norm.weight": (Q.F32, (n_embd,))}
-        if n_expert:
-            tensors |= {p + "ffn_gate_inp.weight": (Q.F32, (n_embd, n_expert)),
-                        p + "ffn_gate_exps.weight": (wtype, (n_embd, n_ff, n_expert)),
-                        p + "ffn_up_exps.weight": (wtype, (n_embd, n_ff, n_expert)),
-                        p + "ffn_down_exps.weight": (wtype, (n_ff, n_embd, n_expert))}
-        else:
-            tensors |= {p + "ffn_gate.weight": (wtype, (n_embd, n_ff)),
-                        p + "ffn_up.weight": (wtype, (n_embd, n_ff)),
-                        p + "ffn_down.weight": (wtype, (n_ff, n_embd))}
-    tensors["output_norm.weight"] = (Q.F32, (n_embd,))
-    if not tied:
-        tensors["output.weight"] = (Q.Q6_K if n_embd % 256 == 0 else wtype, (n_embd, n_vocab))
+    tensors = llama_tensors(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
+                            n_ff=n_ff, n_vocab=n_vocab, wtype=wtype, n_expert=n_expert, tied=tied)
     write_tensors(w, tensors)
     return path
 

@@ -15,7 +15,7 @@ import gguf
 import pytest
 from fsspec.spec import AbstractBufferedFile
 
-from tests.gguf_files import write_tensors
+from tests.gguf_files import llama_tensors, write_tensors
 from vramplan import api
 from vramplan.api import estimate, load
 from vramplan.errors import HeaderError, InputError, OfflineError, UnknownModelError
@@ -44,22 +44,8 @@ def write_gguf(path: Path, wtype: Q = Q.Q4_0, n_layer: int = 4, split_max_tensor
     w.add_tokenizer_model("gpt2")
     w.add_token_list([f"token{i}" for i in range(N_VOCAB)])
     w.add_token_types([1] * N_VOCAB)
-    d = n_embd // n_head
-    tensors: dict[str, tuple[Q, tuple[int, ...]]] = {"token_embd.weight": (wtype, (n_embd,
-                                                                                    N_VOCAB))}
-    for il in range(n_layer):
-        p = f"blk.{il}."
-        tensors |= {p + "attn_norm.weight": (Q.F32, (n_embd,)),
-                    p + "attn_q.weight": (wtype, (n_embd, n_embd)),
-                    p + "attn_k.weight": (wtype, (n_embd, d * n_head_kv)),
-                    p + "attn_v.weight": (wtype, (n_embd, d * n_head_kv)),
-                    p + "attn_output.weight": (wtype, (n_embd, n_embd)),
-                    p + "ffn_norm.weight": (Q.F32, (n_embd,)),
-                    p + "ffn_gate.weight": (wtype, (n_embd, n_ff)),
-                    p + "ffn_up.weight": (wtype, (n_embd, n_ff)),
-                    p + "ffn_down.weight": (wtype, (n_ff, n_embd))}
-    tensors["output_norm.weight"] = (Q.F32, (n_embd,))
-    tensors["output.weight"] = (Q.Q6_K, (n_embd, N_VOCAB))
+    tensors = llama_tensors(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
+                            n_ff=n_ff, n_vocab=N_VOCAB, wtype=wtype)
     write_tensors(w, tensors)
     return path
 
