@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from vramplan.inventory import TensorInventory
-from vramplan.kv import KvSummary, layer_bytes_per_token
+from vramplan.kv import KvSummary, kv_cache_bytes, layer_bytes_per_token
 from vramplan.model.spec import ModelSpec
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.result import Estimate, ExplainLine
@@ -91,8 +91,6 @@ def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: Quan
             f += f", {conc}x requests of {est.context_tokens:,} tokens"
         out.append(ExplainLine("KV cache", f, fmt_bytes(kv_total), est.engine))
     else:
-        from vramplan.kv import kv_cache_bytes
-
         needed = kv_cache_bytes(spec, est.context_tokens, est.batch, est.kv_dtype)
         value = fmt_bytes(kv_total) if kv_total else \
             f"{fmt_bytes(needed)} needed; none allocated (start-up fails first)"

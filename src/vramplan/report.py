@@ -25,6 +25,7 @@ def device_dict(d: DeviceEstimate) -> dict[str, Any]:
         "kind": d.kind,
         "label": d.label,
         "capacity_bytes": d.capacity_bytes,
+        "capacity_known": d.capacity_known,
         "weights_bytes": d.weights_bytes,
         "kv_cache_bytes": d.kv_cache_bytes,
         "activation_bytes": d.activation_bytes,

@@ -29,6 +29,9 @@ class DeviceEstimate:
     label: str  # "NVIDIA GeForce RTX 4090"
     capacity_bytes: int
     components: tuple[Component, ...]
+    # False when the size is not known (host RAM without --ram): capacity_bytes is then the
+    # device's own use, and no margin or verdict is read from it.
+    capacity_known: bool = True
 
     def _sum(self, category: str) -> int:
         return sum(c.bytes for c in self.components if c.category == category)

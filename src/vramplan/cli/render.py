@@ -48,7 +48,7 @@ def speed_line(est: Estimate) -> str:
 
 
 def _verdict(est: Estimate) -> str:
-    checked = [d for d in est.devices if "size unknown" not in d.label] or list(est.devices)
+    checked = [d for d in est.devices if d.capacity_known] or list(est.devices)
     if est.fits:
         worst = min(checked, key=lambda d: d.free_bytes)
         return f"FITS: {fmt_bytes(worst.free_bytes)} to spare on the fullest device"
@@ -72,7 +72,7 @@ def plain_estimate(est: Estimate, explain: bool) -> str:
         "",
     ]
     for d in est.devices[:16]:
-        if "size unknown" in d.label:
+        if not d.capacity_known:
             lines.append(f"{d.name:6s} {fmt_bytes(d.total_bytes)} of host RAM (not checked: set "
                          f"--ram)  weights {fmt_bytes(d.weights_bytes)}, kv "
                          f"{fmt_bytes(d.kv_cache_bytes)}, buffers {fmt_bytes(d.activation_bytes)}")
@@ -119,7 +119,7 @@ def rich_estimate(est: Estimate, explain: bool, console: Any = None) -> None:
                 "capacity"):
         t.add_column(col, justify="right" if col not in ("device", "usage") else "left")
     for d in est.devices[:16]:
-        if "size unknown" in d.label:
+        if not d.capacity_known:
             t.add_row(d.name, "[dim]not checked: set --ram[/]", fmt_bytes(d.weights_bytes),
                       fmt_bytes(d.kv_cache_bytes), fmt_bytes(d.activation_bytes),
                       fmt_bytes(d.overhead_bytes), fmt_bytes(d.total_bytes), "?")

@@ -8,7 +8,7 @@ estimates (ASSUMPTION-marked below), never zero.
 from __future__ import annotations
 
 from vramplan.engines.base import EngineResult, Setup, register_engine
-from vramplan.kv import kv_cache_bytes, row_bytes
+from vramplan.kv import kv_cache_bytes
 from vramplan.model.spec import ModelSpec
 from vramplan.result import Component, DeviceEstimate
 from vramplan.units import MIB, fmt_bytes
@@ -92,7 +92,6 @@ class GenericEngine:
             "overhead: CUDA context 457 MiB per GPU" + (" + NCCL 420 MiB" if par.devices > 1
                                                          else ""),
         )
-        _ = row_bytes  # keep import for engines that extend this module
         return EngineResult(devices=tuple(devices), host_ram_bytes=0, figures={},
                             assumptions=assumptions, command="")
 

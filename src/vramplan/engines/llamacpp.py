@@ -388,10 +388,10 @@ class LlamaCppEngine:
                      "output_buffer_bytes": lo.output_bytes}
         total = sum(c.bytes for c in comps)
         # without --ram the host's capacity is unknown: the device is sized to its own use and
-        # labelled so (renderers say "not checked")
+        # flagged (renderers say "not checked")
         ram = setup.host_ram_bytes or total
-        label = "host RAM" if setup.host_ram_bytes else "host RAM (size unknown: set --ram)"
-        devices.append(DeviceEstimate(CPU, "cpu", label, ram, tuple(comps)))
+        devices.append(DeviceEstimate(CPU, "cpu", "host RAM", ram, tuple(comps),
+                                      capacity_known=bool(setup.host_ram_bytes)))
         return devices, figs
 
     def _failure(self, setup: Setup, view: ModelView, cfg: Config, lo: Layout, r: Resolved,

@@ -336,7 +336,8 @@
         el("code", {}, est.failure)));
     }
     if (est.fix) v.append(el("p", { class: "fix" }, el("strong", {}, "Fix: "), est.fix));
-    const worst = est.devices.reduce((a, d) => (!a || d.free_bytes < a.free_bytes ? d : a), null);
+    const worst = est.devices.filter((d) => d.capacity_known !== false)
+      .reduce((a, d) => (!a || d.free_bytes < a.free_bytes ? d : a), null);
     const mini = $("mini-verdict");
     mini.className = `mini-verdict ${est.fits ? "fits" : "nofit"}`;
     mini.textContent = `${est.fits ? "Fits" : "Does not fit"}` + (worst ? ` · ${worst.name} ` +
@@ -412,7 +413,9 @@
       const cap = el("div", { class: "cap", title: `capacity ${fmtBytes(d.capacity_bytes)}` });
       cap.style.left = pct(d.capacity_bytes);
       bar.append(cap);
-      const status = d.fits ? `${fmtBytes(d.free_bytes)} free` : `${fmtBytes(-d.free_bytes)} over`;
+      const known = d.capacity_known !== false;  // host RAM without a RAM size is not checked
+      const status = !known ? "not checked: set RAM" :
+        d.fits ? `${fmtBytes(d.free_bytes)} free` : `${fmtBytes(-d.free_bytes)} over`;
       const legend = el("ul", { class: "legend" });
       for (const p of parts) {
         legend.append(el("li", {}, el("span", { class: `swatch ${p.cls}`, "aria-hidden": "true" }),
@@ -426,8 +429,8 @@
       box.append(el("article", { class: `device ${d.fits ? "fits" : "nofit"}` },
         el("h3", {}, `${d.name} · ${d.label} `,
           el("span", { class: `badge ${d.fits ? "fits" : "nofit"}` }, status)),
-        el("p", { class: "device-total" }, `${fmtBytes(d.total_bytes)} of ` +
-          `${fmtBytes(d.capacity_bytes)}`),
+        el("p", { class: "device-total" }, known ? `${fmtBytes(d.total_bytes)} of ` +
+          `${fmtBytes(d.capacity_bytes)}` : `${fmtBytes(d.total_bytes)} (RAM size not given)`),
         bar, legend, comps));
     }
   }
