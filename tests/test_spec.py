@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from tests.conftest import load_config
 from vramplan.inventory import build_inventory
 from vramplan.model.hf_config import spec_from_config
@@ -19,10 +21,36 @@ def test_gemma2_tie_default_applied_when_key_absent() -> None:
 
 
 def test_unknown_model_type_gets_generic_path_and_a_warning() -> None:
-    cfg = dict(load_config("meta-llama__Llama-3.1-8B"), model_type="brand_new_llm")
+    cfg = dict(load_config("meta-llama__Llama-3.1-8B"), model_type="brand_new_llm",
+               architectures=["BrandNewForCausalLM"])
     spec = spec_from_config(cfg)
     assert spec.family == "llama" and any("unknown model_type" in n for n in spec.notes)
     assert build_inventory(spec).params_total == 8_030_261_248
+
+
+def test_renamed_model_type_is_recovered_from_architectures() -> None:
+    cfg = dict(load_config("Qwen__Qwen3-8B"), model_type="my_finetune")
+    spec = spec_from_config(cfg)
+    assert spec.model_type == "qwen3" and "read as 'qwen3'" in spec.notes[0]
+    assert build_inventory(spec).params_total == 8_190_735_360
+
+
+def test_unknown_type_with_experts_is_refused_naming_the_keys() -> None:
+    from vramplan.errors import ConfigError
+
+    cfg = dict(load_config("Qwen__Qwen3-30B-A3B"), model_type="brand_new_moe",
+               architectures=["BrandNewMoeForCausalLM"])
+    with pytest.raises(ConfigError) as exc:
+        spec_from_config(cfg)
+    msg = str(exc.value)
+    assert "num_experts" in msg and "moe_intermediate_size" in msg and "safetensors" in msg
+
+
+def test_unknown_structure_with_headers_is_marked_approximate() -> None:
+    cfg = dict(load_config("Qwen__Qwen3-30B-A3B"), model_type="brand_new_moe",
+               architectures=["BrandNewMoeForCausalLM"])
+    spec = spec_from_config(cfg, headers_available=True)
+    assert any("APPROXIMATE" in n for n in spec.notes)
 
 
 def test_llama4_chunked_and_nope_layers() -> None:

@@ -59,7 +59,8 @@ def _load_inline(canonical_json: str) -> LoadedModel:
 
 
 def _from_source(src: ModelSource) -> LoadedModel:
-    spec = spec_from_config(src.config, src.model_id, extra_quant=src.hf_quant_config)
+    spec = spec_from_config(src.config, src.model_id, extra_quant=src.hf_quant_config,
+                            headers_available=bool(src.header_tensors))
     return LoadedModel(src, spec, build_inventory(spec))
 
 

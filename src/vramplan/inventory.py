@@ -16,7 +16,7 @@ from typing import Literal
 from vramplan.model.spec import AttentionSpec, LayerSpec, MlpSpec, ModelSpec, VisionSpec
 
 Role = Literal["embedding", "attention", "mlp", "routed_expert", "shared_expert", "router", "norm",
-               "lm_head", "vision", "mtp"]
+               "lm_head", "vision", "audio", "mtp"]
 # How tensor parallel splits a tensor (vLLM's linear layer classes):
 #   column: ColumnParallelLinear, out dim / tp       row: RowParallelLinear, in dim / tp
 #   kv: the K/V part of QKVParallelLinear: replicated once tp > num_kv_heads
@@ -25,7 +25,10 @@ Role = Literal["embedding", "attention", "mlp", "routed_expert", "shared_expert"
 Split = Literal["column", "row", "kv", "vocab", "replicated", "expert_column", "expert_row"]
 
 ROLES: tuple[Role, ...] = ("embedding", "attention", "mlp", "routed_expert", "shared_expert",
-                           "router", "norm", "lm_head", "vision", "mtp")
+                           "router", "norm", "lm_head", "vision", "audio", "mtp")
+# Encoder towers (and their projectors): loaded beside the text model, never quantized by default,
+# not read per text token.
+TOWER_ROLES: frozenset[str] = frozenset({"vision", "audio"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,7 @@ class TensorInventory:
                 buffers += n
             else:
                 total += n
-            if t.role == "vision":
+            if t.role in TOWER_ROLES:
                 continue
             if t.role == "routed_expert" and t.layer is not None:
                 mlp = layers[t.layer].mlp
@@ -92,6 +95,17 @@ class TensorInventory:
 
     def params_by_role(self) -> dict[str, int]:
         return dict(self._by_role)
+
+    @property
+    def params_towers(self) -> int:
+        """Parameters of the vision / audio towers and projectors."""
+        by = dict(self._by_role)
+        return by.get("vision", 0) + by.get("audio", 0)
+
+    @property
+    def params_text(self) -> int:
+        """Parameters of the text model alone (``--text-only``)."""
+        return self.params_total - self.params_towers
 
 
 def _lin(name: str, out: int, inp: int, role: Role, layer: int | None, split: Split,
@@ -330,9 +344,30 @@ def _mtp(spec: ModelSpec) -> list[TensorGroup]:
     return out
 
 
+def tower_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    """The tensors of every vision / audio tower of ``spec`` (``vramplan.families`` builders)."""
+    from vramplan import families
+
+    out: list[TensorGroup] = []
+    for tower in spec.towers:
+        out += families.tower_module(tower.family).tower_tensors(tower, spec)
+    return out
+
+
 @lru_cache(maxsize=64)
 def build_inventory(spec: ModelSpec) -> TensorInventory:
-    """Enumerate the tensors of ``spec`` in checkpoint naming (cached: specs are immutable)."""
+    """Enumerate the tensors of ``spec`` in checkpoint naming (cached: specs are immutable).
+
+    Registered families (``vramplan.families``) enumerate their own text model; towers are
+    appended from ``spec.towers``.
+    """
+    from vramplan import families
+
+    module = families.family_module(spec.family)
+    if module is not None:
+        main, mtp = module.tensors(spec)
+        return TensorInventory(spec=spec, tensors=tuple(main) + tuple(tower_tensors(spec)),
+                               mtp_tensors=tuple(mtp))
     h, v = spec.hidden_size, spec.vocab_size
     pre = spec.prefix
     tensors: list[TensorGroup] = [
@@ -345,4 +380,5 @@ def build_inventory(spec: ModelSpec) -> TensorInventory:
                                    linear=True))
     if spec.vision is not None:
         tensors += _vision(spec.vision)
+    tensors += tower_tensors(spec)
     return TensorInventory(spec=spec, tensors=tuple(tensors), mtp_tensors=tuple(_mtp(spec)))

@@ -119,7 +119,7 @@ def place(qm: QuantizedModel, par: Parallelism) -> tuple[StageShard, ...]:
             if g.layer is not None:
                 if g.layer not in rng:
                     continue
-            elif g.role == "embedding" or g.role == "vision":
+            elif g.role in ("embedding", "vision", "audio"):
                 if not first and not (g.role == "embedding" and spec.tie_word_embeddings and last):
                     continue
             elif not last:  # final norm, lm_head

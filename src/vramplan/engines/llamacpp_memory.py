@@ -100,7 +100,7 @@ class ModelView:
 
 def _tensor(e: WeightEntry, n_layer: int) -> Tensor | None:
     name = e.group.name
-    if e.group.role == "vision":
+    if e.group.role in ("vision", "audio"):
         return None
     m = _BLK.match(name)
     layer: int | None

@@ -79,7 +79,7 @@ def module_sizes(qm: QuantizedModel) -> list[tuple[str, int]]:
     for e in qm.entries:
         g = e.group
         key = (f"{spec.prefix}.layers.{g.layer}" if g.layer is not None else "vision"
-               if g.role == "vision" else f"{spec.prefix}.embed_tokens" if g.role == "embedding"
+               if g.role in ("vision", "audio") else f"{spec.prefix}.embed_tokens" if g.role == "embedding"
                else spec.lm_head_name if g.role == "lm_head" else f"{spec.prefix}.norm")
         by[key] = by.get(key, 0) + e.bytes
     order = ["vision", f"{spec.prefix}.embed_tokens",

@@ -7,7 +7,8 @@ key, the class default is used and the spec's ``notes`` say so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from vramplan.errors import ConfigError
@@ -132,27 +133,166 @@ def _text_config(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
     return cfg
 
 
+# Structure categories (``model/structure.py``) each built-in family interprets.
+_MOE = frozenset({"moe"})
+BUILTIN_HANDLES: dict[str, frozenset[str]] = {
+    "llama": frozenset(),
+    "mistral": frozenset({"sliding_window"}),
+    "qwen2": frozenset({"sliding_window"}),
+    "qwen3": frozenset({"sliding_window"}),
+    "gemma": frozenset(),
+    "gemma2": frozenset({"sliding_window"}),
+    "phi3": frozenset({"sliding_window"}),
+    "qwen2_moe": _MOE | {"sliding_window"},
+    "qwen3_moe": _MOE | {"sliding_window"},
+    "mixtral": _MOE | {"sliding_window"},
+    "deepseek_v2": _MOE | {"mla"},
+    "deepseek_v3": _MOE | {"mla"},
+    "kimi_k2": _MOE | {"mla"},
+    "glm4_moe": _MOE,
+    "gpt_oss": _MOE | {"sliding_window"},
+    "llama4_text": _MOE | {"pattern", "vision"},
+    "qwen3_next": _MOE | {"linear_attention", "layer_types", "sliding_window"},
+}
+
+# architectures[0] -> model_type of the built-in families (recovers a renamed model_type).
+BUILTIN_ARCHITECTURES: dict[str, str] = {
+    "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3", "GemmaForCausalLM": "gemma", "Gemma2ForCausalLM": "gemma2",
+    "Phi3ForCausalLM": "phi3", "Qwen2MoeForCausalLM": "qwen2_moe",
+    "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
+    "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
+    "Glm4MoeForCausalLM": "glm4_moe", "GptOssForCausalLM": "gpt_oss",
+    "Llama4ForConditionalGeneration": "llama4", "Llama4ForCausalLM": "llama4_text",
+    "Qwen3NextForCausalLM": "qwen3_next",
+}
+
+GENERIC_NOTE = ("unknown model_type {t!r}: read as a generic Llama-style decoder (q/k/v/o "
+                "attention, gated MLP, 2 norms per layer); its config has no expert, hybrid or "
+                "tower keys, but family-specific tensors (biases, extra norms) may be missed")
+
+
+def _structure_refusal(model_type: str, known: bool, left: dict[str, list[str]]) -> ConfigError:
+    keys = sorted({k for ks in left.values() for k in ks})
+    cats = ", ".join(sorted(c.split(":")[0] for c in left))
+    what = f"model_type {model_type!r} " + ("does not use" if known else "is not a known family; "
+                                            "vramplan cannot lay out")
+    return ConfigError(f"config.json {', '.join(keys)}",
+                       f"{what} this structure ({cats}), so its size would be a guess",
+                       "pass a model folder (or Hub id) with its *.safetensors headers for exact "
+                       "weights, or a config of a supported family (`vramplan models`)")
+
+
 def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
-                     extra_quant: Mapping[str, Any] | None = None) -> ModelSpec:
-    """Normalize a parsed config.json into a ModelSpec, or raise ConfigError naming the field."""
+                     extra_quant: Mapping[str, Any] | None = None, *,
+                     headers_available: bool = False) -> ModelSpec:
+    """Normalize a parsed config.json into a ModelSpec, or raise ConfigError naming the field.
+
+    Dispatch: a registered family module (``vramplan.families``), else the built-in core. A
+    config whose ``model_type`` is unknown is recovered by its ``architectures`` class; a config
+    with structure its family does not interpret (``model/structure.py``) is refused, unless
+    ``headers_available`` (weights then come from the safetensors headers and the KV of the
+    generic reading is marked approximate).
+    """
+    from vramplan import families
+    from vramplan.model import structure
+
     if not isinstance(cfg, Mapping):
         raise ConfigError("config.json", "is not a JSON object", "pass the model's config.json")
     top_type = str(cfg.get("model_type", ""))
     text = _text_config(cfg)
     model_type = str(text.get("model_type", top_type)) or top_type
-    if top_type == "llama4":
-        model_type = "llama4_text"
+    if not model_type:
+        raise ConfigError("config.json model_type", "is missing",
+                          "add model_type (e.g. \"llama\") to config.json")
     archs = cfg.get("architectures") or ["?"]
     arch = str(archs[0]) if isinstance(archs, list) and archs else "?"
     notes: list[str] = []
-    family = FAMILIES.get(model_type)
+    fam = families.family_for(top_type) or families.family_for(model_type)
+    core_type = "llama4_text" if top_type == "llama4" else model_type
+    if fam is None and core_type not in FAMILIES:
+        recovered_fam = families.ARCHITECTURES.get(arch)
+        recovered_type = BUILTIN_ARCHITECTURES.get(arch)
+        if recovered_fam is not None or recovered_type is not None:
+            new_type = next((t for t, f in families.MODEL_TYPES.items() if f == recovered_fam),
+                            None) if recovered_fam else recovered_type
+            assert new_type is not None
+            fixed = dict(cfg)
+            fixed["model_type"] = new_type
+            if isinstance(cfg.get("text_config"), Mapping):
+                fixed["text_config"] = {k: v for k, v in cfg["text_config"].items()
+                                        if k != "model_type"}
+            spec = spec_from_config(fixed, model_id, extra_quant,
+                                    headers_available=headers_available)
+            note = (f"model_type {model_type!r} is unknown; read as {new_type!r} from "
+                    f"architectures {arch!r}")
+            return replace(spec, notes=(note, *spec.notes))
+    module = families.family_module(fam) if fam else None
+    if module is not None:
+        handles: frozenset[str] = module.HANDLES
+    else:
+        handles = BUILTIN_HANDLES.get(core_type, frozenset())
+    left = structure.unexplained(cfg, text, handles)
+    if left:
+        if not headers_available:
+            raise _structure_refusal(model_type, module is not None or core_type in FAMILIES,
+                                     left)
+        notes.append("structure not interpreted (" + ", ".join(sorted(left)) + "): weights "
+                     "are exact from the safetensors headers; KV and activations are "
+                     "APPROXIMATE (read as a plain decoder)")
+        return generic_spec(_strip_structure(cfg, left), model_id, extra_quant,
+                            model_type=model_type, family="llama", notes=notes)
+    if module is not None:
+        spec = module.spec(cfg, model_id, extra_quant)
+        assert isinstance(spec, ModelSpec)
+        return spec
+    if core_type not in FAMILIES:
+        notes.append(GENERIC_NOTE.format(t=model_type))
+        return generic_spec(cfg, model_id, extra_quant, model_type=model_type, family="llama",
+                            notes=notes)
+    return generic_spec(cfg, model_id, extra_quant)
+
+
+def _strip_structure(cfg: Mapping[str, Any], left: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The config without the keys of uninterpreted structure (for the approximate reading)."""
+    drop = {k for ks in left.values() for k in ks}
+    out = {k: v for k, v in cfg.items() if k not in drop}
+    if isinstance(cfg.get("text_config"), Mapping):
+        tc = {k: v for k, v in cfg["text_config"].items() if k not in drop}
+        for key in ("intermediate_size", "num_key_value_heads", "num_attention_heads", "head_dim"):
+            if isinstance(tc.get(key), list) and tc[key]:
+                tc[key] = max(tc[key])
+        out["text_config"] = tc
+    for key in ("intermediate_size", "num_key_value_heads", "num_attention_heads", "head_dim"):
+        if isinstance(out.get(key), list) and out[key]:
+            out[key] = max(out[key])
+    return out
+
+
+LayerFn = Callable[[Mapping[str, Any], int], LayerSpec]
+
+
+def generic_spec(cfg: Mapping[str, Any], model_id: str = "local",
+                 extra_quant: Mapping[str, Any] | None = None, *, model_type: str | None = None,
+                 family: str | None = None, notes: list[str] | None = None,
+                 layer_fn: LayerFn | None = None) -> ModelSpec:
+    """The core reading of a config: shared fields, then per-layer attention and MLP.
+
+    Family modules call this with their ``family`` and, where layers differ from the core's,
+    a ``layer_fn(text_config, index) -> LayerSpec``; then ``dataclasses.replace`` what else
+    differs (towers, family_params, biases).
+    """
+    top_type = str(cfg.get("model_type", ""))
+    text = _text_config(cfg)
+    if model_type is None:
+        model_type = str(text.get("model_type", top_type)) or top_type
+        if top_type == "llama4":
+            model_type = "llama4_text"
+    archs = cfg.get("architectures") or ["?"]
+    arch = str(archs[0]) if isinstance(archs, list) and archs else "?"
+    notes = list(notes or [])
     if family is None:
-        if not model_type:
-            raise ConfigError("config.json model_type", "is missing",
-                              "add model_type (e.g. \"llama\") to config.json")
-        family = "llama"
-        notes.append(f"unknown model_type {model_type!r}: read as a generic Llama-style decoder "
-                     "(q/k/v/o attention, gated MLP); check the numbers")
+        family = FAMILIES.get(model_type, "llama")
 
     hidden = _int(text, "hidden_size")
     n_layers = _int(text, "num_hidden_layers")
@@ -189,12 +329,16 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
         quant = dict(extra_quant)
     quant_dict = dict(quant) if isinstance(quant, Mapping) else None
 
-    layer_kinds = _attention_kinds(text, model_type, n_layers, max_pos)
+    layer_kinds = [] if layer_fn is not None else _attention_kinds(text, model_type, n_layers,
+                                                                    max_pos)
     window = _opt_int(text, "sliding_window")
     chunk = _opt_int(text, "attention_chunk_size")
 
     layers: list[LayerSpec] = []
     for i in range(n_layers):
+        if layer_fn is not None:
+            layers.append(layer_fn(text, i))
+            continue
         kind = layer_kinds[i]
         attn = _attention(text, family, kind, heads, kv_heads, head_dim, window, chunk)
         mlp = _mlp(text, family, model_type, i, n_layers)
@@ -395,3 +539,14 @@ def _vision(cfg: Mapping[str, Any]) -> VisionSpec | None:
         vision_output_dim=_int(vc, "vision_output_dim", field_prefix=p),
         text_hidden_size=_int(text, "hidden_size"),
     )
+
+
+# Public names for family modules (``vramplan/families/*.py``).
+read_int = _int
+read_int0 = _int0
+read_opt_int = _opt_int
+read_int_list = _int_list
+text_config = _text_config
+attention_spec = _attention
+core_mlp = _mlp
+core_attention_kinds = _attention_kinds

@@ -10,8 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-AttnKind = Literal["full", "sliding", "chunked", "mla", "linear"]
-MlpKind = Literal["dense", "moe"]
+# full/sliding/chunked/mla: softmax attention with a per-token KV cache; linear: a recurrent
+# mixer with constant state per sequence (Gated DeltaNet, Mamba-1/2, short conv); cross: attends
+# to encoder (image) tokens, its cache is sized by those, not by the text; none: no token mixer
+# (Nemotron-H MLP-only layers, DeciLM no-op attention).
+AttnKind = Literal["full", "sliding", "chunked", "mla", "linear", "cross", "none"]
+MlpKind = Literal["dense", "moe", "none"]
+StateKind = Literal["gated_deltanet", "mamba1", "mamba2", "short_conv"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,40 @@ class LinearAttnSpec:
     key_head_dim: int  # HF linear_key_head_dim
     value_head_dim: int  # HF linear_value_head_dim
     conv_kernel: int  # HF linear_conv_kernel_dim; llama.cpp ssm_d_conv
+
+
+@dataclass(frozen=True, slots=True)
+class MambaSpec:
+    """A Mamba-1 / Mamba-2 (SSD) or short-convolution mixer: constant-size state per sequence.
+
+    Mamba-2 (Nemotron-H, granite-4.0-h, Falcon-H1, Bamba): ``d_inner = num_heads * head_dim``,
+    B and C are shared by ``n_groups``. Mamba-1 (Jamba, Falcon-Mamba): ``d_inner`` channels,
+    ``dt_rank`` low-rank time step. Short conv (LFM2): conv state only.
+    """
+
+    kind: StateKind  # mamba1 | mamba2 | short_conv
+    d_inner: int  # HF mamba_num_heads*mamba_head_dim (Mamba-2) or mamba_expand*hidden (Mamba-1)
+    d_state: int  # HF ssm_state_size / mamba_d_state; llama.cpp ssm_d_state
+    conv_kernel: int  # HF conv_kernel / mamba_d_conv; llama.cpp ssm_d_conv
+    num_heads: int = 0  # Mamba-2 heads (HF mamba_num_heads); llama.cpp ssm_dt_rank for Mamba-2
+    head_dim: int = 0  # Mamba-2 head dim (HF mamba_head_dim)
+    n_groups: int = 1  # Mamba-2 B/C groups (HF n_groups / mamba_n_groups); llama.cpp ssm_n_group
+    dt_rank: int = 0  # Mamba-1 (HF mamba_dt_rank)
+    conv_bias: bool = True
+    proj_bias: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IndexerSpec:
+    """DeepSeek-V3.2 / GLM-5 sparse-attention lightning indexer: its own per-token key cache.
+
+    vLLM caches ``index_head_dim`` FP8 values + one fp32 scale per 128 values per token and layer
+    (vllm/model_executor/models/deepseek_v2.py Indexer; DeepseekV32IndexerCache).
+    """
+
+    num_heads: int  # HF index_n_heads
+    head_dim: int  # HF index_head_dim
+    topk: int  # HF index_topk (tokens each query attends to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +80,15 @@ class AttentionSpec:
     qk_rope_head_dim: int = 0  # HF qk_rope_head_dim; llama.cpp n_rot
     qk_nope_head_dim: int = 0  # HF qk_nope_head_dim
     linear: LinearAttnSpec | None = None
+    mamba: MambaSpec | None = None  # kind "linear" with a Mamba/short-conv mixer
+    indexer: IndexerSpec | None = None  # DeepSeek-V3.2 sparse attention indexer
+    output_gate: bool = False  # Qwen3-Next/3.5 gated attention: q_proj also yields a gate
+    encoder_tokens: int = 0  # kind "cross": encoder (image) tokens held per sequence
+
+    @property
+    def has_kv(self) -> bool:
+        """True for layers with a per-token softmax-attention cache that grows with the text."""
+        return self.kind in ("full", "sliding", "chunked", "mla")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +133,33 @@ class VisionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TowerSpec:
+    """A vision or audio encoder (plus its projector) loaded beside the text model.
+
+    ``config`` is the tower's sub-config as sorted (key, value) items (lists as tuples) so the
+    spec stays hashable; the family module that made it builds its tensors.
+    """
+
+    kind: Literal["vision", "audio"]
+    model_type: str  # HF vision_config.model_type / audio_config.model_type
+    family: str  # tower tensor layout (which builder enumerates it)
+    config: tuple[tuple[str, object], ...]
+    tokens_per_item: int = 0  # context tokens one image / audio clip costs (0: not stated)
+
+    def get(self, key: str, default: object = None) -> object:
+        return dict(self.config).get(key, default)
+
+
+def freeze(value: object) -> object:
+    """JSON value -> hashable: dicts to sorted item tuples, lists to tuples."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """Normalized decoder-only model. ``family`` selects the tensor naming of the inventory."""
 
@@ -106,6 +181,9 @@ class ModelSpec:
     attention_sinks: bool = False  # gpt-oss per-head sinks
     mtp_layers: int = 0  # HF num_nextn_predict_layers (reported separately, not loaded for inference)
     vision: VisionSpec | None = None
+    towers: tuple[TowerSpec, ...] = ()  # vision / audio encoders of multimodal checkpoints
+    # family-specific hyperparameters the inventory needs (sorted items; see ``param``)
+    family_params: tuple[tuple[str, object], ...] = ()
     prefix: str = "model"  # name prefix of the text model in the checkpoint
     lm_head_name: str = "lm_head"
     # HF quantization_config / hf_quant_config.json; not part of equality (the inventory ignores it)
@@ -118,10 +196,18 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash((self.model_id, self.model_type, self.family,
                                                 self.hidden_size, self.vocab_size, self.layers,
-                                                self.tie_word_embeddings, self.torch_dtype)))
+                                                self.tie_word_embeddings, self.torch_dtype,
+                                                self.towers, self.family_params)))
 
     def __hash__(self) -> int:
         return self._hash
+
+    def param(self, key: str, default: object = None) -> object:
+        """One family-specific hyperparameter (``family_params``)."""
+        for k, v in self.family_params:
+            if k == key:
+                return v
+        return default
 
     @property
     def num_layers(self) -> int:

@@ -144,7 +144,7 @@ def _add(acc: dict[str, int], g: TensorGroup, nbytes: int, frac: float) -> None:
         acc["expert_params"] += params
     elif g.role == "embedding":
         acc["embedding_bytes"] += nbytes
-    elif g.role not in ("vision", "mtp"):
+    elif g.role not in ("vision", "audio", "mtp"):
         acc["dense_bytes"] += nbytes
         acc["dense_params"] += params
 
@@ -189,7 +189,7 @@ def _table(qm: QuantizedModel) -> _Table:
     head, embd = [0, 0], [0, 0]
     for e in qm.entries:
         g = e.group
-        if g.role in ("vision", "mtp"):
+        if g.role in ("vision", "audio", "mtp"):
             continue
         acc = embd if g.role == "embedding" else head if g.layer is None else (
             expert[g.layer] if g.role == "routed_expert" else dense[g.layer])
@@ -259,7 +259,7 @@ def _llamacpp_split(qm: QuantizedModel, gpu_count: int, options: Mapping[str, An
     output_on_gpu = ngl > n and gpu_count > 0
     for e in qm.entries:
         g = e.group
-        if g.role in ("vision", "mtp"):
+        if g.role in ("vision", "audio", "mtp"):
             continue
         on_cpu = False
         if g.role == "embedding":

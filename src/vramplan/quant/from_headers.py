@@ -21,7 +21,8 @@ _SUFFIXES = ("_blocks", "_scales")
 def _guess_role(name: str) -> Role:
     n = name.lower()
     for key, role in (("embed", "embedding"), ("lm_head", "lm_head"), ("vision", "vision"),
-                      ("visual", "vision"), ("norm", "norm"), ("shared_expert", "shared_expert"),
+                      ("visual", "vision"), ("audio", "audio"), ("norm", "norm"),
+                      ("shared_expert", "shared_expert"),
                       ("experts", "routed_expert"), ("gate.", "router"), ("attn", "attention")):
         if key in n:
             return role  # type: ignore[return-value]

@@ -72,7 +72,7 @@ def gguf_entries(inv: TensorInventory, scheme: QuantScheme) -> tuple[tuple[Weigh
     per_group: list[tuple[TensorGroup, dict[str, tuple[int, ...]]]] = []
     shapes: dict[str, tuple[int, ...]] = {}
     for g in inv.tensors:
-        t = {} if g.role == "vision" else _gguf_tensors(g, model_type, hparams)
+        t = {} if g.role in ("vision", "audio") else _gguf_tensors(g, model_type, hparams)
         per_group.append((g, t))
         shapes.update(t)
     if not shapes:
@@ -88,7 +88,7 @@ def gguf_entries(inv: TensorInventory, scheme: QuantScheme) -> tuple[tuple[Weigh
     base = ggml_type(ftype_default_type(scheme.gguf_ftype))
     entries: list[WeightEntry] = []
     for g, t in per_group:
-        if g.role == "vision":
+        if g.role in ("vision", "audio"):
             entries.append(WeightEntry(g, g.numel * spec.bytes_per_param, "bf16 (mmproj)"))
             continue
         if not t:

@@ -23,7 +23,7 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "int8": 1}
 # checkpoint says otherwise (vLLM: VocabParallelEmbedding/ParallelLMHead unquantized by default,
 # MoE routers built as ReplicatedLinear with quant_config=None, e.g. vllm/model_executor/models/
 # qwen3_moe.py; AutoAWQ/GPTQModel skip lm_head by default).
-UNQUANTIZED_ROLES = frozenset({"embedding", "lm_head", "router", "norm", "vision"})
+UNQUANTIZED_ROLES = frozenset({"embedding", "lm_head", "router", "norm", "vision", "audio"})
 
 
 @dataclass(frozen=True, slots=True)
