@@ -84,3 +84,28 @@ def test_more_context_never_needs_less_kv(i: int, ctx: int, extra: int, batch: i
     assert kv_cache_bytes(spec, ctx + extra, batch, dtype) >= kv_cache_bytes(spec, ctx, batch,
                                                                               dtype)
     assert kv_cache_bytes(spec, ctx, batch + 1, dtype) >= kv_cache_bytes(spec, ctx, batch, dtype)
+
+
+def test_cross_attention_and_no_mixer_layers() -> None:
+    """A cross-attention layer caches its encoder tokens' K/V whatever the text length
+    (8 kv heads x (128 + 128) x 2 B = 4,096 B per encoder token; 1,601 image tokens ->
+    6,557,696 B per sequence); a layer without a mixer caches nothing."""
+    from dataclasses import replace as _replace
+
+    from vramplan.kv import cached_tokens, kv_cache_bytes
+    from vramplan.kv import summarize as _summarize
+    from vramplan.model.spec import AttentionSpec, LayerSpec, MlpSpec
+
+    base = spec_from_config(load_config("meta-llama__Llama-3.1-8B"))
+    full = base.layers[0]
+    cross = AttentionSpec(kind="cross", num_heads=32, num_kv_heads=8, head_dim=128, v_head_dim=128,
+                          encoder_tokens=1601)
+    none = AttentionSpec(kind="none", num_heads=32, num_kv_heads=8, head_dim=128, v_head_dim=128)
+    layers = (full, LayerSpec(1, cross, full.mlp), LayerSpec(2, none, MlpSpec("dense", 14336)))
+    spec = _replace(base, layers=layers)
+    assert cached_tokens(cross, 10) == 1601 and cached_tokens(none, 10) == 0
+    s = _summarize(spec, "bf16")
+    assert s.bytes_per_token == 131_072 // 32  # the one full layer
+    assert s.state_bytes_per_sequence == 6_557_696
+    for ctx in (1, 100, 10_000):
+        assert kv_cache_bytes(spec, ctx, 2, "bf16") == 2 * (4096 * ctx + 6_557_696)

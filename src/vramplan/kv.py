@@ -4,6 +4,8 @@ Per token and layer:
   full / sliding / chunked attention: kv_heads * (head_dim_k + head_dim_v) * bytes/elem
   MLA latent (DeepSeek V2/V3, Kimi K2):  (kv_lora_rank + qk_rope_head_dim) * bytes/elem, one "head"
   linear attention (Gated DeltaNet):    0 per token; a constant state per sequence
+  cross-attention (Mllama):             K/V of the encoder (image) tokens, constant per sequence
+  no mixer (Nemotron-H MLP layers):     nothing
 Sliding-window layers hold at most ``window`` tokens, chunked-local layers at most one chunk.
 Sources: vllm/v1/kv_cache_interface.py (AttentionSpec.page_size_bytes, MLAAttentionSpec,
 SlidingWindowSpec), llama.cpp src/llama-kv-cache.cpp; see docs/ARCHITECTURE.md.
@@ -65,8 +67,9 @@ def kv_heads_per_rank(attn: AttentionSpec, tp: int) -> int:
 
 
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:
-    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention)."""
-    if attn.kind == "linear":
+    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention and no mixer;
+    a cross-attention layer's per-token figure applies to its encoder tokens)."""
+    if attn.kind in ("linear", "none"):
         return 0
     if attn.kind == "mla":
         return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype)
@@ -93,9 +96,12 @@ def linear_state_bytes(attn: AttentionSpec, state_dtype: str, tp: int = 1) -> in
 
 
 def cached_tokens(attn: AttentionSpec, context_tokens: int) -> int:
-    """Tokens a layer keeps for one sequence of ``context_tokens``: windowed layers are capped."""
-    if attn.kind == "linear":
+    """Tokens a layer keeps for one sequence of ``context_tokens``: windowed layers are capped,
+    cross-attention layers keep their encoder tokens whatever the text length."""
+    if attn.kind in ("linear", "none"):
         return 0
+    if attn.kind == "cross":
+        return attn.encoder_tokens
     if attn.kind in ("sliding", "chunked") and attn.window_tokens:
         return min(context_tokens, attn.window_tokens)
     return context_tokens
@@ -109,7 +115,7 @@ class KvSummary:
     bytes_per_token: int  # growth per token beyond every window (full-attention + MLA layers)
     bytes_per_token_all_layers: int  # as if every attention layer kept every token
     window_bytes_per_sequence: int  # sliding/chunked layers at their window cap
-    state_bytes_per_sequence: int  # linear-attention (recurrent) state
+    state_bytes_per_sequence: int  # linear-attention (recurrent) state + cross-attention K/V
     full_layers: int
     windowed_layers: int
     linear_layers: int
@@ -126,6 +132,11 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
         if a.kind == "linear":
             linear += 1
             state_b += linear_state_bytes(a, kv_dtype, tp)
+        elif a.kind == "none":
+            continue
+        elif a.kind == "cross":
+            per_tok_all -= b
+            state_b += b * a.encoder_tokens
         elif a.kind in ("sliding", "chunked"):
             windowed += 1
             window_b += b * (a.window_tokens or 0)
@@ -143,6 +154,9 @@ def _layer_table(spec: ModelSpec, kv_dtype: str, tp: int) -> tuple[tuple[int, in
         a = layer.attention
         if a.kind == "linear":
             out.append((layer.index, 0, 0, linear_state_bytes(a, kv_dtype, tp)))
+        elif a.kind == "cross":
+            out.append((layer.index, 0, 0, layer_bytes_per_token(a, kv_dtype, tp) *
+                        a.encoder_tokens))
         else:
             cap = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else 0
             out.append((layer.index, layer_bytes_per_token(a, kv_dtype, tp), cap or 0, 0))

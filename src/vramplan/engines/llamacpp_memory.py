@@ -145,6 +145,8 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
         if a.kind == "linear":
             k_w = v_w = 0
             rs = linear_state_bytes(a, "fp32")
+        elif a.kind in ("none", "cross"):  # no mixer; llama.cpp has no cross-attention cache
+            k_w = v_w = 0
         elif a.kind == "mla":
             mla, kv_lora = True, a.kv_lora_rank
             k_w, v_w = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank

@@ -144,7 +144,7 @@ def cache_bytes_per_token(a: AttentionSpec, d: int) -> int:
     (ASSUMPTION: k = qk_nope + qk_rope, v = v_head_dim per head, as DeepseekV3Attention builds)."""
     if a.kind == "mla":
         return a.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim) * d
-    if a.kind == "linear":
+    if a.kind in ("linear", "none"):
         return 0
     return a.num_kv_heads * (a.head_dim + a.v_head_dim) * d
 
@@ -153,6 +153,8 @@ def layer_cache(layer: LayerSpec, tokens: int, batch: int, d: int, cap: bool) ->
     a = layer.attention
     if a.kind == "linear":
         return linear_state_bytes(a, "bf16" if d == 2 else "fp32") * batch
+    if a.kind == "cross":  # MllamaCrossAttention caches the encoder tokens' K/V
+        return cache_bytes_per_token(a, d) * a.encoder_tokens * batch
     t = min(tokens, a.window_tokens - 1) if cap and a.window_tokens and a.kind in (
         "sliding", "chunked") else tokens
     return cache_bytes_per_token(a, d) * t * batch
