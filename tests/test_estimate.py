@@ -98,3 +98,21 @@ def test_more_context_never_needs_less_memory(ctx: int, extra: int, batch: int) 
     for d in a.devices:
         assert d.total_bytes == d.weights_bytes + d.kv_cache_bytes + d.activation_bytes + \
             d.overhead_bytes
+
+
+def test_fp32_checkpoint_is_served_in_16bit_by_vllm_sglang_llamacpp() -> None:
+    """vLLM/SGLang --dtype auto cast a float32 checkpoint to 16-bit (_get_and_verify_dtype);
+    convert_hf_to_gguf writes it as BF16. transformers loads it as float32."""
+    import json as _json
+
+    from tests.conftest import load_config
+    from vramplan.api import estimate as _estimate
+
+    cfg = load_config("meta-llama__Llama-3.1-8B")
+    cfg["torch_dtype"] = "float32"
+    for eng in ("vllm", "sglang", "llamacpp"):
+        est = _estimate(_json.loads(_json.dumps(cfg)), engine=eng, gpu="h100", context=4096)
+        assert est.weights_bytes == 16_060_522_496, eng
+        assert any("float32 checkpoint" in n for n in est.notes)
+    est = _estimate(cfg, engine="transformers", gpu="h100", context=4096)
+    assert est.weights_bytes == 2 * 16_060_522_496

@@ -103,6 +103,18 @@ def _priced(lm: LoadedModel, quant: str | None) -> QuantizedModel:
     return quantize_model(lm.inventory, scheme)
 
 
+@lru_cache(maxsize=16)
+def _cast_loaded(lm: LoadedModel, dtype: str, engine: str) -> LoadedModel:
+    """A float32 checkpoint as an engine serves it with ``--dtype auto`` (16-bit weights and KV).
+
+    Stored header bytes would be the fp32 file, not what the engine holds, so weights are priced
+    from the inventory at the served dtype."""
+    note = (f"float32 checkpoint: {engine} --dtype auto serves it in 16-bit ({dtype}), "
+            "2 bytes per weight")
+    spec = replace(lm.spec, torch_dtype=dtype, notes=(*lm.spec.notes, note))
+    return LoadedModel(replace(lm.source, header_tensors=()), spec, build_inventory(spec))
+
+
 def resolve_gpu(gpu: str | None, vram: int | None) -> Gpu:
     if vram is not None:
         if vram <= 0:
@@ -156,6 +168,10 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     if host_notes:
         host = None
     eng = get_engine(default_engine(lm.source.origin) if engine == "auto" else engine)
+    served = getattr(eng, "fp32_served_as", None)
+    if served and spec.torch_dtype == "float32" and lm.source.origin != "gguf":
+        lm = _cast_loaded(lm, served, eng.name)
+        spec = lm.spec
     if getattr(eng, "tensor_parallel", True):
         tp_ = tp if tp is not None else max(1, (gpus or 1) // max(pp, 1))
     else:

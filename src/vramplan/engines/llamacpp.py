@@ -275,6 +275,9 @@ class LlamaCppEngine:
     """llama-server memory per device, version-tagged (``llamacpp==b7780``)."""
 
     name = "llamacpp"
+    # convert_hf_to_gguf.py --outtype auto writes a float32 checkpoint as BF16 (it keys on the
+    # first tensor's dtype: F16 only for float16 models).
+    fp32_served_as = "bfloat16"
     tensor_parallel = False  # --split-mode layer: layers spread over GPUs, tensors never sharded
 
     def __init__(self, version: str | None = None) -> None:

@@ -175,6 +175,9 @@ def weight_tensors(shard: StageShard, spec: ModelSpec) -> int:
 class SglangEngine:
     name = "sglang"
     tensor_parallel = True
+    # --dtype auto: float32 checkpoints run in 16-bit (sglang/srt/configs/model_config.py
+    # _get_and_verify_dtype, the same rule as vLLM's).
+    fp32_served_as = "bfloat16"
 
     def __init__(self, profile: SglangProfile, requested: str | None = None) -> None:
         self.profile = profile

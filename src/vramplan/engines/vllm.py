@@ -364,6 +364,10 @@ def _gib(b: int | float) -> str:
 class VllmEngine:
     name = "vllm"
     tensor_parallel = True  # shards tensors over --tensor-parallel-size ranks
+    # --dtype auto casts a float32 checkpoint to 16-bit: "Following the common practice, we use
+    # float16 for float32 models" (vllm/config.py _get_and_verify_dtype, v0.5-0.10.0); from 0.10.1
+    # the platform's preferred dtype (bfloat16 on Ampere+). Both are 2 bytes per weight.
+    fp32_served_as = "bfloat16"
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
