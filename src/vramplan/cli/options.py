@@ -83,6 +83,13 @@ ENGINE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--prompt-tokens", "prompt_tokens", TOKENS, "transformers: prompt length of the prefill."),
     ("--num-ctx", "num_ctx", TOKENS, "Ollama: context (default by VRAM tier)."),
     ("--num-parallel", "num_parallel", int, "Ollama: OLLAMA_NUM_PARALLEL."),
+    ("--text-only", "text_only", bool, "Serve the text model alone: no vision/audio tower "
+     "(vLLM --limit-mm-per-prompt all 0, SGLang --language-only, llama.cpp no --mmproj)."),
+    ("--limit-mm-per-prompt", "limit_mm_per_prompt", str,
+     "vLLM: items per prompt, e.g. '{\"image\":0,\"video\":0}' (0 disables a tower)."),
+    ("--mm-encoder-tp-mode", "mm_encoder_tp_mode", click.Choice(["weights", "data"]),
+     "vLLM: encoder split over TP ranks (weights) or replicated (data)."),
+    ("--mmproj", "mmproj", str, "llama.cpp: the multimodal projector GGUF (loads the tower)."),
 )
 
 
