@@ -90,6 +90,7 @@ ENGINE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--mm-encoder-tp-mode", "mm_encoder_tp_mode", click.Choice(["weights", "data"]),
      "vLLM: encoder split over TP ranks (weights) or replicated (data)."),
     ("--mmproj", "mmproj", str, "llama.cpp: the multimodal projector GGUF (loads the tower)."),
+    ("--no-mmproj-offload", "no_mmproj_offload", bool, "llama.cpp: keep the mmproj on the CPU."),
 )
 
 

@@ -459,8 +459,9 @@ def clip_compute_bytes(t: Tower) -> int:
 
 def add_mmproj(setup: Setup, res: EngineResult, add_flag: bool) -> EngineResult:
     """llama.cpp / Ollama: when the tower is loaded, add the mmproj model buffer and the CLIP
-    compute buffer to the first GPU (the device clip.cpp picks), after the text model's own
-    placement; a device pushed past its size becomes the engine's failure."""
+    compute buffer to the first GPU (the device clip.cpp picks; the CPU with
+    ``--no-mmproj-offload``), after the text model's own placement; a device pushed past its
+    size becomes the engine's failure."""
     qm = setup.model
     if not has_towers(qm):
         return res
@@ -473,7 +474,9 @@ def add_mmproj(setup: Setup, res: EngineResult, add_flag: bool) -> EngineResult:
     ts = towers(inv)
     compute_b = sum(clip_compute_bytes(t) for t in ts)
     devices = list(res.devices)
-    idx = next((i for i, d in enumerate(devices) if d.kind == "gpu"), len(devices) - 1)
+    on_cpu = bool(setup.workload.options.get("no_mmproj_offload"))
+    idx = next((i for i, d in enumerate(devices) if d.kind == ("cpu" if on_cpu else "gpu")),
+               len(devices) - 1)
     d: DeviceEstimate = devices[idx]
     src = "ggml-org/llama.cpp tools/mtmd/clip.cpp"
     comps = (
@@ -483,12 +486,13 @@ def add_mmproj(setup: Setup, res: EngineResult, add_flag: bool) -> EngineResult:
                   "in F32 (ASSUMPTION)", src, "activation"),
     )
     devices[idx] = replace(d, components=d.components + comps)
+    host = res.host_ram_bytes + (model_b + compute_b if d.kind == "cpu" else 0)
     figures = dict(res.figures)
     figures["multimodal"] = {**figures.get("multimodal", {}), "mmproj": {
         "file": path, "type": typ, "device": d.name, "model_bytes": model_b,
         "compute_bytes": compute_b}}
     command = res.command if not add_flag or "--mmproj" in res.command else \
-        f"{res.command} --mmproj {path}"
+        f"{res.command} --mmproj {path}" + (" --no-mmproj-offload" if on_cpu else "")
     failure, fix = res.failure, res.fix
     new = devices[idx]
     if failure is None and new.capacity_known and new.total_bytes > new.capacity_bytes:
@@ -497,7 +501,7 @@ def add_mmproj(setup: Setup, res: EngineResult, add_flag: bool) -> EngineResult:
                    f"({fmt_bytes(new.total_bytes)} > {fmt_bytes(new.capacity_bytes)})")
         fix = "--no-mmproj-offload (projector on the CPU), fewer GPU layers, or --text-only"
     return replace(res, devices=tuple(devices), figures=figures, command=command,
-                   failure=failure, fix=fix)
+                   failure=failure, fix=fix, host_ram_bytes=host)
 
 
 # ---------------------------------------------------------------- transformers
