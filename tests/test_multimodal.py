@@ -298,6 +298,9 @@ def test_cli_text_only_and_mmproj(run_cli: Any) -> None:
     code, out, _ = run_cli("estimate", SCOUT, "--gpus", "4", "--gpu", "h100-sxm", "--context",
                            "8192", "--offline", "--explain")
     assert code == 0 and "2,448 tokens per image" in out and "encoder budget" in out
+    code, out, _ = run_cli("info", SCOUT, "--offline")
+    assert code == 0 and "vision tower: llama4_vision_model, 871,932,416 params; 2,448 " \
+        "context tokens per image" in out
 
 
 def test_http_text_only() -> None:

@@ -187,6 +187,9 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
                                   tuple(t.kind for t in mm_towers), opts)
     if mm.dropped:
         qm = multimodal.without_towers(qm, mm.dropped)
+    mm_notes = list(mm.notes)
+    if opts.get("text_only") and not mm_towers:
+        mm_notes.append("--text-only: the model has no vision/audio tower, nothing to leave out")
     kvd = kv_dtype
     if kvd == "auto" and qm.scheme.kv_cache_dtype:
         kvd = qm.scheme.kv_cache_dtype
@@ -197,8 +200,8 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     res = eng.estimate(setup)
     if mm_towers:
         mm_figs = {**multimodal.summary(lm.inventory, qm, mm), **res.figures.get("multimodal", {})}
-        res = replace(res, figures={**res.figures, "multimodal": mm_figs},
-                      notes=res.notes + mm.notes)
+        res = replace(res, figures={**res.figures, "multimodal": mm_figs})
+    res = replace(res, notes=res.notes + tuple(mm_notes))
     kvs = summarize(spec, kvd)
     inv = lm.inventory
     summary = ModelSummary(
@@ -260,6 +263,7 @@ def model_info(model: str | Mapping[str, Any], *, allow_hub: bool = True) -> dic
         "attention_layers": {"full": kvs.full_layers, "windowed": kvs.windowed_layers,
                              "linear": kvs.linear_layers},
         "quantization": q.name if q else "none", "notes": list(spec.notes),
+        "towers": [t.as_dict() for t in multimodal.towers(inv)],
     }
 
 

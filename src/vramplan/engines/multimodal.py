@@ -33,7 +33,9 @@ Which engine loads a tower (``towers_loaded``):
   (tools/mtmd/clip.cpp): its own model buffer on the first GPU (``--no-mmproj-offload`` keeps it
   on the CPU) plus its own compute buffer, allocated after the text model and outside ``--fit``.
 * Ollama passes the model's projector to its runner whenever the model has one (llm/server.go:
-  ``--mmproj`` for each projector); it has no switch to leave it out.
+  ``--mmproj`` for each projector); it has no switch to leave it out. ASSUMPTION: the projector
+  is added on top of the layer placement in every Ollama era (before v0.30 Ollama's own estimate
+  also reserved it on the first GPU, which could move a layer off; not modelled).
 """
 
 from __future__ import annotations
