@@ -206,10 +206,21 @@ def test_ollama_loads_the_projector() -> None:
 
 # ---------------------------------------------------------------- SGLang and transformers
 
-def test_sglang_replicates_the_tower_and_language_only_drops_it() -> None:
-    full, text = _est("sglang"), _est("sglang", text_only=True)
-    assert full.devices[0].weights_bytes - text.devices[0].weights_bytes == TOWER_BF16
-    assert "--language-only" in text.engine_figures["multimodal"]["mechanism"]
+def test_sglang_llama4_tower_off_by_default() -> None:
+    """SGLang turns multimodal off for Llama4ForConditionalGeneration unless
+    --enable-multimodal; then the encoder linears are split over TP, the projector is whole."""
+    off, on = _est("sglang"), _est("sglang", engine_options={"enable_multimodal": True})
+    text = _est("sglang", text_only=True)
+    assert not off.engine_figures["multimodal"]["towers_loaded"]
+    assert any("--enable-multimodal" in n for n in off.notes)
+    assert off.devices[0].weights_bytes == text.devices[0].weights_bytes
+    groups = _tower_groups()
+    proj = sum(g.numel * 2 for g in groups if g.name.startswith("multi_modal_projector"))
+    lin = sum(g.numel * 2 for g in groups if g.linear) - proj
+    per_rank = TOWER_BF16 - lin + math.ceil(lin / 4)
+    assert on.devices[0].weights_bytes - off.devices[0].weights_bytes == per_rank
+    assert on.command.endswith("--enable-multimodal")
+    assert on.weights_bytes - off.weights_bytes == TOWER_BF16
 
 
 def test_transformers_auto_class_follows_the_towers() -> None:
@@ -267,6 +278,11 @@ def test_towerspec_tower_generic(towered: ModelSpec) -> None:
     assert drop.dropped == {"vision"}
     gone = multimodal.without_towers(qm, drop.dropped)
     assert qm.weights_bytes - gone.weights_bytes == 2 * params
+    # SGLang loads this tower by default; --text-only is --language-only
+    assert not multimodal.towers_loaded("sglang", "", towered, kinds, {}).dropped
+    lang = multimodal.towers_loaded("sglang", "", towered, kinds, {"text_only": True})
+    assert lang.dropped == {"vision"} and "--language-only" in lang.mechanism
+    assert multimodal.sglang_flags(towered, {"text_only": True}, False) == ["--language-only"]
 
 
 def test_parse_limits() -> None:

@@ -77,6 +77,8 @@ ENGINE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--page-size", "page_size", int, "SGLang: KV page size in tokens."),
     ("--swa-full-tokens-ratio", "swa_full_tokens_ratio", float, "SGLang: SWA/full pool ratio."),
     ("--disable-cuda-graph", "disable_cuda_graph", bool, "SGLang: no CUDA graphs."),
+    ("--enable-multimodal", "enable_multimodal", bool, "SGLang: load the tower of Llama 4 / "
+     "Gemma 3 (off by default for them)."),
     ("--attn-implementation", "attn_implementation", click.Choice(["sdpa", "eager",
      "flash_attention_2"]), "transformers: attention kernel."),
     ("--device-map", "device_map", str, "transformers: device_map (default auto)."),

@@ -20,8 +20,15 @@ Which engine loads a tower (``towers_loaded``):
   layer over the TP ranks (Llama 4: QKVParallelLinear / ColumnParallelLinear / RowParallelLinear,
   mllama4.py@00dd54939bec83c9db7221c28d22060999edff4f), ``data`` keeps the full encoder on every
   rank (ReplicatedLinear) and splits the images instead.
-* SGLang's Llama 4 (python/sglang/srt/models/mllama4.py) builds transformers' own
-  ``Llama4VisionModel`` + ``Llama4MultiModalProjector``: the whole tower on every TP rank.
+* SGLang turns multimodal off by default for Gemma3ForConditionalGeneration,
+  Llama4ForConditionalGeneration and Step3VLForConditionalGeneration (python/sglang/srt/configs/
+  model_config.py ModelConfig.__init__ ``mm_disabled_models``: "Multimodal is disabled for ...
+  To enable it, set --enable-multimodal"); its Llama 4 then builds no vision model
+  (models/mllama4.py@0076e713398e6fbb7279a61940428b611b800a24: ``has_vision = has_vision_weights
+  and enable_multimodal``). ASSUMPTION: the same for Gemma 3 and Step3-VL. With the tower on,
+  SGLang's Llama 4 encoder uses its parallel linears (VisionAttention qkv parallel,
+  ColumnParallelLinear / RowParallelLinear), split over TP like vLLM's ``weights`` mode, while
+  ``multi_modal_projector`` is transformers' own nn.Linear, whole on every rank. Other models:
   ``--language-only`` (SGLang's encoder/prefill disaggregation) serves the language model alone.
   ASSUMPTION: every SGLang multimodal model honours it (seen in qwen3_vl.py).
 * transformers: ``AutoModelForImageTextToText`` builds the full model; ``AutoModelForCausalLM``
@@ -87,6 +94,11 @@ TRANSFORMERS_TEXT_ONLY_CLASS: dict[str, str] = {
     "Qwen3_5ForConditionalGeneration": "Qwen3_5ForCausalLM",
     "Qwen3_5MoeForConditionalGeneration": "Qwen3_5MoeForCausalLM",
 }
+# SOURCE: sglang python/sglang/srt/configs/model_config.py mm_disabled_models: multimodal off
+# unless --enable-multimodal.
+SGLANG_MM_DISABLED = frozenset({"Gemma3ForConditionalGeneration",
+                                "Llama4ForConditionalGeneration",
+                                "Step3VLForConditionalGeneration"})
 # ggml bytes per element of an mmproj file type (Q8_0: 34-byte blocks of 32).
 MMPROJ_TYPES: dict[str, float] = {"f16": 2.0, "bf16": 2.0, "f32": 4.0, "q8_0": 34 / 32}
 F32 = 4
@@ -266,9 +278,18 @@ def towers_loaded(engine: str, version: str, spec: ModelSpec, kinds: tuple[str, 
                 "its profiling is skipped (tower skipping assumed from vLLM 0.19.1)",))
         return LoadDecision(off, f"'{flag}' (or --language-model-only): the tower is not built")
     if engine == "sglang":
+        off_by_default = spec.architecture in SGLANG_MM_DISABLED
         if text_only:
-            return LoadDecision(every, "--language-only: the language model alone (ASSUMPTION)")
-        return LoadDecision(frozenset(), "towers loaded on every TP rank")
+            return LoadDecision(every, f"SGLang's default for {spec.architecture}: multimodal off"
+                                if off_by_default else
+                                "--language-only: the language model alone (ASSUMPTION)")
+        if off_by_default and not options.get("enable_multimodal"):
+            return LoadDecision(every, f"SGLang's default for {spec.architecture}: multimodal "
+                                "off (--enable-multimodal loads the tower)", (
+                f"SGLang disables multimodal for {spec.architecture} by default: the vision "
+                "tower is not loaded; pass --enable-multimodal to serve images",))
+        return LoadDecision(frozenset(), "towers loaded"
+                            + (" (--enable-multimodal)" if off_by_default else ""))
     if engine == "transformers":
         cls = TRANSFORMERS_TEXT_ONLY_CLASS.get(spec.architecture)
         if not text_only:
@@ -424,6 +445,30 @@ def vllm_stage(setup: Setup, st: dict[str, Any], stage: int) -> VllmMultimodal:
         return NO_VLLM_MULTIMODAL
     return vllm_multimodal(setup.model, dict(setup.workload.options), setup.parallel.tp,
                            int(st["mml"]), int(st["tokens"]), int(st["seqs"]))
+
+
+# ---------------------------------------------------------------- SGLang
+
+def sglang_weights_delta(qm: QuantizedModel, tp: int) -> int:
+    """Change of the first stage's per-rank weights: the encoder linears split 1/tp, the
+    ``multi_modal_projector`` whole (see the module docstring); 0 at tp 1 or with no tower."""
+    if tp <= 1:
+        return 0
+    lin = sum(e.bytes for e in qm.entries if e.group.role in TOWER_ROLES and e.group.linear
+              and not e.group.name.startswith("multi_modal_projector"))
+    return -(lin - math.ceil(lin / tp))
+
+
+def sglang_flags(spec: ModelSpec, options: dict[str, Any], has_tower: bool) -> list[str]:
+    """SGLang command-line flags for the towers: --enable-multimodal / --language-only."""
+    if options.get("text_only"):
+        return [] if spec.architecture in SGLANG_MM_DISABLED or not spec_has_towers(spec) \
+            else ["--language-only"]
+    return ["--enable-multimodal"] if options.get("enable_multimodal") and has_tower else []
+
+
+def spec_has_towers(spec: ModelSpec) -> bool:
+    return spec.vision is not None or bool(spec.towers)
 
 
 # ---------------------------------------------------------------- llama.cpp mmproj
