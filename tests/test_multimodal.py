@@ -112,6 +112,21 @@ def test_vllm_encoder_cache_worked_by_hand() -> None:
     assert s["encoder_output_bytes"] == 2448 * 5120 * 2
 
 
+def test_vllm_skip_mm_profiling_reserves_nothing() -> None:
+    full, text = _est(), _est(text_only=True)
+    skip = _est(engine_options={"skip_mm_profiling": True})
+    assert skip.devices[0].activation_bytes == text.devices[0].activation_bytes
+    assert skip.devices[0].weights_bytes == full.devices[0].weights_bytes
+    assert "--skip-mm-profiling" in skip.command
+    assert "not reserved" in skip.engine_figures["multimodal"]["encoder_profiling"]
+
+
+def test_mmproj_without_a_tower_is_said() -> None:
+    est = api.estimate("qwen3-8b", engine="llamacpp", quant="q4_k_m", gpu="h100-sxm",
+                       allow_hub=False, engine_options={"mmproj": "m.gguf"})
+    assert any("NOT counted" in n for n in est.notes)
+
+
 def test_vllm_encoder_budget_formula() -> None:
     assert multimodal.vllm_encoder_budget(2448, 8192) == (8192, 8192)
     assert multimodal.vllm_encoder_budget(16384, 8192) == (16384, 16384)

@@ -190,6 +190,10 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     mm_notes = list(mm.notes)
     if opts.get("text_only") and not mm_towers:
         mm_notes.append("--text-only: the model has no vision/audio tower, nothing to leave out")
+    if opts.get("mmproj") and not mm_towers:
+        mm_notes.append("--mmproj: this model's config (or GGUF header) describes no vision "
+                        "tower, so the mmproj buffers are NOT counted; estimate the Hugging Face "
+                        "model id to include them")
     kvd = kv_dtype
     if kvd == "auto" and qm.scheme.kv_cache_dtype:
         kvd = qm.scheme.kv_cache_dtype

@@ -91,6 +91,7 @@ ENGINE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
      "vLLM: items per prompt, e.g. '{\"image\":0,\"video\":0}' (0 disables a tower)."),
     ("--mm-encoder-tp-mode", "mm_encoder_tp_mode", click.Choice(["weights", "data"]),
      "vLLM: encoder split over TP ranks (weights) or replicated (data)."),
+    ("--skip-mm-profiling", "skip_mm_profiling", bool, "vLLM: profile the language model only."),
     ("--mmproj", "mmproj", str, "llama.cpp: the multimodal projector GGUF (loads the tower)."),
     ("--no-mmproj-offload", "no_mmproj_offload", bool, "llama.cpp: keep the mmproj on the CPU."),
 )

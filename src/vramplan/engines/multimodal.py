@@ -416,6 +416,16 @@ def vllm_multimodal(qm: QuantizedModel, options: dict[str, Any], tp: int, max_mo
         return VllmMultimodal(delta, 0, 0, figures, tuple(flags))
     top = max(known, key=lambda t: t.tokens_per_item)
     compute, cache = vllm_encoder_budget(top.tokens_per_item, max_num_batched_tokens)
+    if options.get("skip_mm_profiling"):
+        # MultiModalConfig.skip_mm_profiling: only the language model is profiled; the encoder's
+        # activations and cached outputs later come out of the KV headroom
+        flags.append("--skip-mm-profiling")
+        figures.update({"max_tokens_per_item": top.tokens_per_item,
+                        "encoder_cache_size_tokens": cache, "encoder_compute_budget_tokens":
+                        compute, "encoder_profiling": "skipped (--skip-mm-profiling): up to "
+                        f"{cache:,} cached encoder embeddings x hidden {spec.hidden_size} are not "
+                        "reserved"})
+        return VllmMultimodal(delta, 0, 0, figures, tuple(flags))
     budget = min(compute, cache)
     items = vllm_items_per_batch(budget, top.tokens_per_item, limit_for(top.kind, limits, spec),
                                  max_model_len, max_num_seqs)
@@ -598,7 +608,10 @@ def explain_lines(figures: dict[str, Any]) -> list[Any]:
                                "the whole encoder on every rank",
                                fmt_bytes(int(mm["tower_weights_per_rank_bytes"])) + " per rank",
                                "vllm config/multimodal.py"))
-    if "encoder_cache_size_tokens" in mm:
+    if "encoder_profiling" in mm:
+        out.append(ExplainLine("encoder budget", str(mm["encoder_profiling"]), "not reserved",
+                               "vllm config/multimodal.py skip_mm_profiling"))
+    elif "encoder_cache_size_tokens" in mm:
         out.append(ExplainLine(
             "encoder budget", f"encoder cache = max(max_num_batched_tokens, {mm['max_tokens_per_item']:,}"
             f" tokens per item) = {mm['encoder_cache_size_tokens']:,} embeddings; the profile run "
