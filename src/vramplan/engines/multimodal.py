@@ -354,8 +354,11 @@ def vllm_encoder_budget(max_tokens_per_item: int, max_num_batched_tokens: int) -
 
 def vllm_items_per_batch(budget: int, tokens_per_item: int, limit: int, max_model_len: int,
                          max_num_seqs: int) -> int:
-    """Dummy items of the profile run (MultiModalBudget.get_max_items, chunked prefill on):
-    max(1, min(budget // tokens, max_num_seqs x max(1, min(limit, max_model_len // tokens))))."""
+    """Dummy items of the profile run (vllm/multimodal/encoder_budget.py@042a4d3ee43ed07875505b
+    04e93a5a14ddf86964 MultiModalBudget._get_max_items, chunked prefill on):
+    max(1, min(budget // tokens, max_num_seqs x max(1, min(limit, max_model_len // tokens)))),
+    budget = min(compute budget, cache size); tokens per item count encoder embeddings
+    (get_mm_max_toks_per_item: placeholder get_num_embeds), not separator text tokens."""
     if tokens_per_item <= 0 or budget <= 0:
         return 0
     per_prompt = max(1, min(limit, max_model_len // tokens_per_item))
