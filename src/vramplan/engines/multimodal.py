@@ -332,8 +332,9 @@ class VllmMultimodal:
     flags: tuple[str, ...]
 
     def activation(self, text_peak: int) -> int:
-        """Torch peak of the profile run: the encoder runs first, its outputs stay cached
-        (``encoder_cache["tmp"]``) while the text dummy run executes, then are cleared."""
+        """Torch peak of the profile run (vllm/v1/worker/gpu_model_runner.py profile_run): the
+        encoder runs first on the dummy items, its outputs stay cached (``encoder_cache["tmp"]``)
+        through the text dummy run and the dummy sampler, then are cleared."""
         return max(text_peak + self.held_bytes, self.encoder_peak_bytes)
 
 
