@@ -544,7 +544,8 @@ def add_mmproj(setup: Setup, res: EngineResult, add_flag: bool) -> EngineResult:
         Component("mmproj model buffer", model_b, f"{sum(g.numel for g in groups):,} tower params,"
                   f" 2-D tensors {typ}, 1-D F32 ({path})", src, "weights"),
         Component("CLIP compute buffer", compute_b, "one warm-up image through one encoder layer "
-                  "in F32 (ASSUMPTION)", src, "activation"),
+                  "in F32 (ASSUMPTION)" if compute_b else "NOT modelled: the tower config gives no "
+                  "image_size / patch_size / hidden_size", src, "activation"),
     )
     devices[idx] = replace(d, components=d.components + comps)
     host = res.host_ram_bytes + (model_b + compute_b if d.kind == "cpu" else 0)
