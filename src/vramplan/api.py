@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
+from vramplan.engines import multimodal
 from vramplan.engines.base import Setup, Workload, default_engine, get_engine
 from vramplan.errors import InputError
 from vramplan.explain import explain_lines
@@ -153,11 +154,15 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
              ep: bool = False, engine: str = "auto",
              engine_options: Mapping[str, Any] | None = None, allow_hub: bool = True,
              ram: int | None = None, allow_local: bool = True, ram_kind: str | None = None,
-             ram_channels: int | None = None, pcie_gen: int | None = None) -> Estimate:
+             ram_channels: int | None = None, pcie_gen: int | None = None,
+             text_only: bool = False) -> Estimate:
     """Estimate memory for running ``model`` on ``gpus`` x ``gpu`` (see README for each term).
 
     ``ram_kind`` (e.g. ``"DDR5-6400"``), ``ram_channels`` and ``pcie_gen`` describe the host
-    for the speed of offload (default: dual-channel DDR5-5600, the GPU's PCIe generation)."""
+    for the speed of offload (default: dual-channel DDR5-5600, the GPU's PCIe generation).
+    ``text_only`` (same as ``engine_options={"text_only": True}``) serves the text model alone:
+    the vision / audio towers are not loaded, by the engine's own mechanism
+    (``vramplan.engines.multimodal``)."""
     from vramplan.hardware.host import resolve_host
 
     host = resolve_host(ram, ram_kind, ram_channels, pcie_gen)  # validated before any work
@@ -190,14 +195,33 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
                                                   DEFAULT_CONTEXT_CAP)
     validate_workload(ctx, batch, spec)
     qm = _priced(lm, quant)
+    opts = dict(engine_options or {})
+    if text_only:
+        opts["text_only"] = True
+    mm_towers = multimodal.towers(lm.inventory)
+    mm = multimodal.towers_loaded(eng.name, eng.version, spec,
+                                  tuple(t.kind for t in mm_towers), opts)
+    if mm.dropped:
+        qm = multimodal.without_towers(qm, mm.dropped)
+    mm_notes = list(mm.notes)
+    if opts.get("text_only") and not mm_towers:
+        mm_notes.append("--text-only: the model has no vision/audio tower, nothing to leave out")
+    if opts.get("mmproj") and not mm_towers:
+        mm_notes.append("--mmproj: this model's config (or GGUF header) describes no vision "
+                        "tower, so the mmproj buffers are NOT counted; estimate the Hugging Face "
+                        "model id to include them")
     kvd = kv_dtype
     if kvd == "auto" and qm.scheme.kv_cache_dtype:
         kvd = qm.scheme.kv_cache_dtype
     kvd = resolve_kv_dtype(kvd, spec)
     shards = place(qm, par)
-    wl = Workload(ctx, batch, kvd, ctx_default, dict(engine_options or {}))
+    wl = Workload(ctx, batch, kvd, ctx_default, opts)
     setup = Setup(qm, hw, n_gpus, par, tuple(shards), wl, ram)
     res = eng.estimate(setup)
+    if mm_towers:
+        mm_figs = {**multimodal.summary(lm.inventory, qm, mm), **res.figures.get("multimodal", {})}
+        res = replace(res, figures={**res.figures, "multimodal": mm_figs})
+    res = replace(res, notes=res.notes + tuple(mm_notes))
     kvs = summarize(spec, kvd)
     inv = lm.inventory
     summary = ModelSummary(
@@ -233,7 +257,7 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     from vramplan.speed import estimate_speed
 
     est = replace(est, speed=estimate_speed(est, qm, hw, host if host is not None else ram,
-                                            engine_options=engine_options))
+                                            engine_options=opts))
     return _with_explain(est, lm, qm, kvs)
 
 
@@ -259,6 +283,7 @@ def model_info(model: str | Mapping[str, Any], *, allow_hub: bool = True) -> dic
         "attention_layers": {"full": kvs.full_layers, "windowed": kvs.windowed_layers,
                              "linear": kvs.linear_layers},
         "quantization": q.name if q else "none", "notes": list(spec.notes),
+        "towers": [t.as_dict() for t in multimodal.towers(inv)],
     }
 
 

@@ -97,6 +97,9 @@ def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: Quan
         out.append(ExplainLine("KV cache", f"{kvs.bytes_per_token:,} B/token x "
                                f"{est.context_tokens:,} tokens x {est.batch} seq (+ windows/"
                                f"states), over {est.tp} TP ranks", value))
+    from vramplan.engines.multimodal import explain_lines as multimodal_lines
+
+    out += multimodal_lines(est.engine_figures)
     for d in est.devices[:8]:
         parts = " + ".join(f"{c.name} {fmt_bytes(c.bytes)}" for c in d.components)
         verdict = "fits" if d.fits else "DOES NOT FIT"

@@ -92,6 +92,11 @@ def info(model: str, as_json: bool, offline: bool) -> None:
     if data["kv_state_bytes_per_sequence"]:
         click.echo(f"    + {data['kv_state_bytes_per_sequence']:,} B per sequence of "
                    "linear-attention state")
+    for t in data.get("towers", []):
+        item = "image" if t["kind"] == "vision" else "clip"
+        cost = f"{t['tokens_per_item']:,} context tokens per {item}" if t["tokens_per_item"] \
+            else "tokens per item not stated"
+        click.echo(f"  {t['kind']} tower: {t['model_type']}, {t['params']:,} params; {cost}")
     click.echo(f"  quantization: {data['quantization']}")
     for n in data["notes"]:
         click.echo(f"  note: {n}")

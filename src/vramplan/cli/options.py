@@ -77,12 +77,23 @@ ENGINE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--page-size", "page_size", int, "SGLang: KV page size in tokens."),
     ("--swa-full-tokens-ratio", "swa_full_tokens_ratio", float, "SGLang: SWA/full pool ratio."),
     ("--disable-cuda-graph", "disable_cuda_graph", bool, "SGLang: no CUDA graphs."),
+    ("--enable-multimodal", "enable_multimodal", bool, "SGLang: load the tower of Llama 4 / "
+     "Gemma 3 (off by default for them)."),
     ("--attn-implementation", "attn_implementation", click.Choice(["sdpa", "eager",
      "flash_attention_2"]), "transformers: attention kernel."),
     ("--device-map", "device_map", str, "transformers: device_map (default auto)."),
     ("--prompt-tokens", "prompt_tokens", TOKENS, "transformers: prompt length of the prefill."),
     ("--num-ctx", "num_ctx", TOKENS, "Ollama: context (default by VRAM tier)."),
     ("--num-parallel", "num_parallel", int, "Ollama: OLLAMA_NUM_PARALLEL."),
+    ("--text-only", "text_only", bool, "Serve the text model alone: no vision/audio tower "
+     "(vLLM --limit-mm-per-prompt all 0, SGLang --language-only, llama.cpp no --mmproj)."),
+    ("--limit-mm-per-prompt", "limit_mm_per_prompt", str,
+     "vLLM: items per prompt, e.g. '{\"image\":0,\"video\":0}' (0 disables a tower)."),
+    ("--mm-encoder-tp-mode", "mm_encoder_tp_mode", click.Choice(["weights", "data"]),
+     "vLLM: encoder split over TP ranks (weights) or replicated (data)."),
+    ("--skip-mm-profiling", "skip_mm_profiling", bool, "vLLM: profile the language model only."),
+    ("--mmproj", "mmproj", str, "llama.cpp: the multimodal projector GGUF (loads the tower)."),
+    ("--no-mmproj-offload", "no_mmproj_offload", bool, "llama.cpp: keep the mmproj on the CPU."),
 )
 
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from vramplan.engines import multimodal
 from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.engines.llamacpp_fit import Resolved, fit, fit_flags
 from vramplan.engines.llamacpp_memory import (
@@ -333,10 +334,12 @@ class LlamaCppEngine:
             "CPU weights are " + ("mmap'd page cache (file-backed, reclaimable)" if cfg.mmap
                                   else "anonymous/pinned host memory (--no-mmap)"),
         ]
-        return EngineResult(devices=tuple(devices), host_ram_bytes=host, figures=figures,
-                            assumptions=tuple(assumptions), command=cmd, failure=failure,
-                            fix=fix, notes=tuple(notes) + r.notes + tuple(fit_log),
-                            context_tokens=cfg.n_ctx_seq)
+        res = EngineResult(devices=tuple(devices), host_ram_bytes=host, figures=figures,
+                           assumptions=tuple(assumptions), command=cmd, failure=failure,
+                           fix=fix, notes=tuple(notes) + r.notes + tuple(fit_log),
+                           context_tokens=cfg.n_ctx_seq)
+        # the mmproj tower, loaded after the text model (llama.cpp --mmproj; Ollama's projector)
+        return multimodal.add_mmproj(setup, res, add_flag=command is None)
 
     def _devices(self, setup: Setup, view: ModelView, cfg: Config, lo: Layout, cap: int,
                  unacc: int, host_name: str) -> tuple[list[DeviceEstimate], dict[str, Any]]:

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from vramplan.engines import multimodal
 from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.engines.generic import CUDA_CONTEXT_BYTES, NCCL_BYTES, activation_peak_bytes
 from vramplan.errors import InputError
@@ -223,6 +224,7 @@ class SglangEngine:
         pre = total - CUDA_CONTEXT_BYTES - nccl
         weights = [s.weights_bytes + weight_tensors(s, spec) * ROUNDING_BYTES_PER_TENSOR
                    for s in setup.shards]
+        weights[0] += multimodal.sglang_weights_delta(qm, par.tp)  # encoder split over TP
         rests = [int(frac * pre) - w for w in weights]
         worst = min(range(len(rests)), key=lambda i: rests[i])
         figures: dict[str, Any] = {
@@ -236,6 +238,7 @@ class SglangEngine:
                 pre - weights[worst], pre), 4)}
         cmd = self._command(spec, par.tp, par.pp, frac, opts, wl.kv_dtype, ctx_len,
                             wl.context_is_default)
+        cmd = " ".join([cmd, *multimodal.sglang_flags(spec, opts, multimodal.has_towers(qm))])
         failure = fix = None
         pools: list[KvPool] = []
         if rests[worst] <= 0:

@@ -37,6 +37,7 @@ from typing import Any
 
 from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.engines.generic import CUDA_CONTEXT_BYTES
+from vramplan.engines.multimodal import transformers_auto_class as auto_cls
 from vramplan.errors import InputError
 from vramplan.kv import linear_state_bytes
 from vramplan.model.spec import AttentionSpec, LayerSpec, ModelSpec
@@ -302,7 +303,8 @@ class TransformersEngine:
              if self.version != p.version else ())
         return EngineResult(devices=tuple(devices), host_ram_bytes=host, figures=figures,
                             assumptions=assumptions, command=self._command(spec.model_id, scheme.method,
-                                                                           attn, opts),
+                                                                           attn, opts,
+                                                                           auto_cls(setup.model)),
                             failure=failure, fix=fix, notes=tuple(notes))
 
     @staticmethod
@@ -351,14 +353,15 @@ class TransformersEngine:
                       "device, lower batch/context, or quantize (load_in_4bit)")
 
     @staticmethod
-    def _command(model_id: str, method: str, attn: str, opts: Any) -> str:
+    def _command(model_id: str, method: str, attn: str, opts: Any,
+                 cls: str = "AutoModelForCausalLM") -> str:
         q = {"bnb-nf4": ", quantization_config=BitsAndBytesConfig(load_in_4bit=True, "
                         "bnb_4bit_quant_type='nf4')",
              "bnb-fp4": ", quantization_config=BitsAndBytesConfig(load_in_4bit=True)",
              "bnb-int8": ", quantization_config=BitsAndBytesConfig(load_in_8bit=True)"}.get(method, "")
-        imp = "AutoModelForCausalLM" + (", BitsAndBytesConfig" if q else "")
+        imp = cls + (", BitsAndBytesConfig" if q else "")
         a = f", attn_implementation='{attn}'" if opts.get("attn_implementation") else ""
-        return (f"python -c \"from transformers import {imp}; m = AutoModelForCausalLM."
+        return (f"python -c \"from transformers import {imp}; m = {cls}."
                 f"from_pretrained('{model_id}', dtype='auto', device_map='auto'{q}{a}); "
                 "print(m.hf_device_map)\"")
 

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from vramplan.engines import multimodal
 from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.errors import InputError
 from vramplan.host_ram import PROCESS_BASELINE_BYTES, vllm_host_ram
@@ -432,11 +433,14 @@ class VllmEngine:
             ex = shard.bytes_by_role.get("routed_expert", 0)
             w += int(ex * (mxfp4_marlin_factor(spec, 1 if par.ep else par.tp) - 1))
         w += rope_cache_bytes(spec, act_bytes)
+        mm = multimodal.vllm_stage(setup, st, stage)  # encoder TP split, encoder profile run
+        w += mm.weights_delta_bytes
         w = max(0, w - int(float(st["offload"]) * GIB))
         tokens, seqs = int(st["tokens"]), int(st["seqs"])
         act = forward_peak_bytes(spec, tokens, par.tp, act_bytes)
         if shard.has_head:
             act = max(act, sampler_peak_bytes(prof, spec, tokens, min(seqs, tokens), act_bytes))
+        act = mm.activation(act)
         non_torch = NON_TORCH_TP1_BYTES + (NON_TORCH_MULTI_GPU_EXTRA_BYTES
                                            if par.devices > 1 else 0)
         graph = 0
@@ -521,6 +525,8 @@ class VllmEngine:
             (needed_bytes(s.specs, mml, tokens_batched, s.block) for s in stages), default=0)
         figures["unreserved_bytes"] = total - budget
         figures["host_ram"] = hr.as_dict()
+        if mm_figs := multimodal.vllm_stage(setup, st, 0).figures:
+            figures["multimodal"] = mm_figs
         return EngineResult(devices=tuple(devices), host_ram_bytes=host, figures=figures,
                             assumptions=self._assumptions(st, stages), failure=failure, fix=fix,
                             command=self._command(setup, st), notes=tuple(notes),
@@ -639,6 +645,7 @@ class VllmEngine:
                 parts.append(f"{flag} {_opt(setup, name)}")
         if st["eager"]:
             parts.append("--enforce-eager")
+        parts += multimodal.vllm_stage(setup, st, 0).flags
         if par.ep:
             parts.append("--enable-expert-parallel")
         return " ".join(parts)

@@ -538,7 +538,17 @@ def _vision(cfg: Mapping[str, Any]) -> VisionSpec | None:
         projector_output_dim=_int(vc, "projector_output_dim", field_prefix=p),
         vision_output_dim=_int(vc, "vision_output_dim", field_prefix=p),
         text_hidden_size=_int(text, "hidden_size"),
+        pixel_shuffle_ratio=_ratio(vc.get("pixel_shuffle_ratio", 0.5)),
     )
+
+
+def _ratio(value: Any) -> float:
+    """vision_config.pixel_shuffle_ratio: a fraction in (0, 1] (transformers Llama4VisionConfig
+    default 0.5; tokens per tile = patches x ratio^2)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError("vision_config.pixel_shuffle_ratio", f"must be in (0, 1], got {value!r}",
+                          "use the checkpoint's config.json (Llama 4: 0.5)")
+    return float(value)
 
 
 # Public names for family modules (``vramplan/families/*.py``).

@@ -130,6 +130,7 @@ class VisionSpec:
     projector_output_dim: int
     vision_output_dim: int
     text_hidden_size: int
+    pixel_shuffle_ratio: float = 0.5  # HF vision_config.pixel_shuffle_ratio (tokens per tile)
 
 
 @dataclass(frozen=True, slots=True)
