@@ -142,9 +142,9 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
         a, m = ls.attention, ls.mlp
         il = ls.index
         rs = 0
-        if a.kind == "linear":
-            k_w = v_w = 0
-            rs = linear_state_bytes(a, "fp32")
+        if a.kind == "linear" or a.kv_shared_with is not None:
+            k_w = v_w = 0  # no cache of its own (Gemma-3n: only n_layer_kv_from_start layers)
+            rs = linear_state_bytes(a, "fp32") if a.kind == "linear" else 0
         elif a.kind == "mla":
             mla, kv_lora = True, a.kv_lora_rank
             k_w, v_w = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank

@@ -27,6 +27,7 @@ from types import ModuleType
 # family name -> module (imported on demand)
 FAMILY_MODULES: dict[str, str] = {
     # -- gemma --
+    "gemma3": "vramplan.families.gemma3",
 
     # -- qwen_vl --
 
@@ -43,6 +44,8 @@ FAMILY_MODULES: dict[str, str] = {
 # model_type (top level or text_config) -> family name
 MODEL_TYPES: dict[str, str] = {
     # -- gemma --
+    "gemma3": "gemma3",
+    "gemma3_text": "gemma3",
 
     # -- qwen_vl --
 
@@ -59,6 +62,8 @@ MODEL_TYPES: dict[str, str] = {
 # architectures[0] -> family name (recovers a renamed model_type)
 ARCHITECTURES: dict[str, str] = {
     # -- gemma --
+    "Gemma3ForCausalLM": "gemma3",
+    "Gemma3ForConditionalGeneration": "gemma3",
 
     # -- qwen_vl --
 
@@ -75,6 +80,7 @@ ARCHITECTURES: dict[str, str] = {
 # TowerSpec.family -> module with ``tower_tensors(tower, text_hidden) -> list[TensorGroup]``
 TOWER_MODULES: dict[str, str] = {
     # -- gemma --
+    "gemma3_siglip": "vramplan.families.gemma_towers",
 
     # -- qwen_vl --
 
