@@ -28,6 +28,7 @@ from types import ModuleType
 FAMILY_MODULES: dict[str, str] = {
     # -- gemma --
     "gemma3": "vramplan.families.gemma3",
+    "gemma4": "vramplan.families.gemma4",
 
     # -- qwen_vl --
 
@@ -46,6 +47,8 @@ MODEL_TYPES: dict[str, str] = {
     # -- gemma --
     "gemma3": "gemma3",
     "gemma3_text": "gemma3",
+    "gemma4": "gemma4",
+    "gemma4_text": "gemma4",
 
     # -- qwen_vl --
 
@@ -64,6 +67,8 @@ ARCHITECTURES: dict[str, str] = {
     # -- gemma --
     "Gemma3ForCausalLM": "gemma3",
     "Gemma3ForConditionalGeneration": "gemma3",
+    "Gemma4ForConditionalGeneration": "gemma4",
+    "Gemma4ForCausalLM": "gemma4",
 
     # -- qwen_vl --
 
@@ -81,6 +86,8 @@ ARCHITECTURES: dict[str, str] = {
 TOWER_MODULES: dict[str, str] = {
     # -- gemma --
     "gemma3_siglip": "vramplan.families.gemma_towers",
+    "gemma4_vision": "vramplan.families.gemma_towers",
+    "gemma4_audio": "vramplan.families.gemma_towers",
 
     # -- qwen_vl --
 

@@ -85,8 +85,115 @@ def siglip_tensors(tower: TowerSpec, text_hidden: int, p: str = "vision_tower.vi
     return out
 
 
+def _clip_buffers(name: str, on: bool, r: Role) -> list[TensorGroup]:
+    """Gemma4ClippableLinear with ``use_clipped_linears``: input/output min/max scalar buffers."""
+    if not on:
+        return []
+    return [_t(f"{name}.{b}", (), r, buffer=True)
+            for b in ("input_min", "input_max", "output_min", "output_max")]
+
+
+def _clip_lin(name: str, out_f: int, in_f: int, on: bool, r: Role) -> list[TensorGroup]:
+    return [_t(f"{name}.linear.weight", (out_f, in_f), r, linear=True), *_clip_buffers(name, on, r)]
+
+
+def gemma4_vision_tensors(tower: TowerSpec, text_hidden: int, p: str = "model.vision_tower",
+                          proj: str = "model.embed_vision") -> list[TensorGroup]:
+    """Gemma4VisionModel + embed_vision (transformers 5.25.0 gemma4/modeling_gemma4.py).
+
+    patch_embedder.input_proj [d, 3 P^2], position_embedding_table [2, position_embedding_size, d];
+    per encoder layer q [heads*hd, d], k/v [kv*hd, d], o [d, heads*hd] (Gemma4ClippableLinear:
+    ``.linear.weight`` + 4 scalar buffers when ``use_clipped_linears``), q_norm/k_norm [hd],
+    gate/up [I, d], down [d, I], four RMSNorms [d]; ``standardize``: std_bias/std_scale buffers
+    [d]; embed_vision.embedding_projection [text_hidden, d] (its pre-norm has no weight).
+    """
+    d, inter = _int(tower, "hidden_size"), _int(tower, "intermediate_size")
+    n, heads = _int(tower, "num_hidden_layers"), _int(tower, "num_attention_heads")
+    kv, hd = _int(tower, "num_key_value_heads"), _int(tower, "head_dim")
+    ps, pos = _int(tower, "patch_size"), _int(tower, "position_embedding_size")
+    clip = bool(tower.get("use_clipped_linears", False))
+    r: Role = "vision"
+    out = [_t(f"{p}.patch_embedder.input_proj.weight", (d, 3 * ps * ps), r, linear=True),
+           _t(f"{p}.patch_embedder.position_embedding_table", (2, pos, d), r)]
+    for j in range(n):
+        lp = f"{p}.encoder.layers.{j}"
+        out += _clip_lin(f"{lp}.self_attn.q_proj", heads * hd, d, clip, r)
+        out += _clip_lin(f"{lp}.self_attn.k_proj", kv * hd, d, clip, r)
+        out += _clip_lin(f"{lp}.self_attn.v_proj", kv * hd, d, clip, r)
+        out += _clip_lin(f"{lp}.self_attn.o_proj", d, heads * hd, clip, r)
+        out += [_t(f"{lp}.self_attn.q_norm.weight", (hd,), r),
+                _t(f"{lp}.self_attn.k_norm.weight", (hd,), r)]
+        out += _clip_lin(f"{lp}.mlp.gate_proj", inter, d, clip, r)
+        out += _clip_lin(f"{lp}.mlp.up_proj", inter, d, clip, r)
+        out += _clip_lin(f"{lp}.mlp.down_proj", d, inter, clip, r)
+        out += [_t(f"{lp}.{nm}.weight", (d,), r) for nm in (
+            "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+            "post_feedforward_layernorm")]
+    if tower.get("standardize", False):
+        out += [_t(f"{p}.std_bias", (d,), r, buffer=True), _t(f"{p}.std_scale", (d,), r, buffer=True)]
+    out.append(_t(f"{proj}.embedding_projection.weight", (text_hidden, d), r, linear=True))
+    return out
+
+
+def gemma4_audio_tensors(tower: TowerSpec, text_hidden: int, p: str = "model.audio_tower",
+                         proj: str = "model.embed_audio") -> list[TensorGroup]:
+    """Gemma4AudioModel (USM conformer) + embed_audio (transformers 5.25.0 gemma4/modeling_gemma4.py).
+
+    subsample: two conv [c_k, c_in, 3, 3] (no bias) + LayerNorm weight [c_k], input_proj_linear
+    [d, (c0 // 4) c1]; per conformer layer: two feed-forwards (ffw_layer_1 [4d, d], ffw_layer_2
+    [d, 4d], pre/post norms [d]), attention (q/k/v [d, d], post [d, d], relative_k_proj [d, d],
+    per_dim_scale [d / heads]), light conv (linear_start [2d, d], depthwise conv [d, 1, k],
+    linear_end [d, d], pre_layer_norm and conv_norm [d]), norm_pre_attn / norm_post_attn /
+    norm_out [d]; Gemma4ClippableLinear adds 4 scalar buffers each when ``use_clipped_linears``;
+    output_proj [out, d] + bias [out]; embed_audio.embedding_projection [text_hidden, out].
+    """
+    d, n = _int(tower, "hidden_size"), _int(tower, "num_hidden_layers")
+    heads, k = _int(tower, "num_attention_heads"), _int(tower, "conv_kernel_size")
+    out_dim = _int(tower, "output_proj_dims")
+    ch = tower.get("subsampling_conv_channels")
+    if not (isinstance(ch, tuple) and len(ch) == 2 and all(isinstance(c, int) and c > 0
+                                                           for c in ch)):
+        raise ConfigError("config.json audio_config.subsampling_conv_channels",
+                          f"must be two positive integers, got {ch!r}", "fix it in config.json")
+    c0, c1 = int(ch[0]), int(ch[1])
+    clip = bool(tower.get("use_clipped_linears", True))
+    hd = d // heads
+    r: Role = "audio"
+    sp = f"{p}.subsample_conv_projection"
+    out = [_t(f"{sp}.layer0.conv.weight", (c0, 1, 3, 3), r), _t(f"{sp}.layer0.norm.weight", (c0,), r),
+           _t(f"{sp}.layer1.conv.weight", (c1, c0, 3, 3), r), _t(f"{sp}.layer1.norm.weight", (c1,), r),
+           _t(f"{sp}.input_proj_linear.weight", (d, (c0 // 4) * c1), r, linear=True)]
+    for j in range(n):
+        lp = f"{p}.layers.{j}"
+        for ff in ("feed_forward1", "feed_forward2"):
+            out += _clip_lin(f"{lp}.{ff}.ffw_layer_1", 4 * d, d, clip, r)
+            out += _clip_lin(f"{lp}.{ff}.ffw_layer_2", d, 4 * d, clip, r)
+            out += [_t(f"{lp}.{ff}.pre_layer_norm.weight", (d,), r),
+                    _t(f"{lp}.{ff}.post_layer_norm.weight", (d,), r)]
+        for nm in ("q_proj", "k_proj", "v_proj"):
+            out += _clip_lin(f"{lp}.self_attn.{nm}", heads * hd, d, clip, r)
+        out += _clip_lin(f"{lp}.self_attn.post", d, d, clip, r)
+        out += [_t(f"{lp}.self_attn.relative_k_proj.weight", (heads * hd, d), r, linear=True),
+                _t(f"{lp}.self_attn.per_dim_scale", (hd,), r)]
+        out += _clip_lin(f"{lp}.lconv1d.linear_start", 2 * d, d, clip, r)
+        out += _clip_lin(f"{lp}.lconv1d.linear_end", d, d, clip, r)
+        out += [_t(f"{lp}.lconv1d.depthwise_conv1d.weight", (d, 1, k), r),
+                _t(f"{lp}.lconv1d.pre_layer_norm.weight", (d,), r),
+                _t(f"{lp}.lconv1d.conv_norm.weight", (d,), r)]
+        out += [_t(f"{lp}.{nm}.weight", (d,), r) for nm in ("norm_pre_attn", "norm_post_attn",
+                                                             "norm_out")]
+    out += [_t(f"{p}.output_proj.weight", (out_dim, d), r, linear=True),
+            _t(f"{p}.output_proj.bias", (out_dim,), r),
+            _t(f"{proj}.embedding_projection.weight", (text_hidden, out_dim), r, linear=True)]
+    return out
+
+
 def tower_tensors(tower: TowerSpec, spec: ModelSpec) -> list[TensorGroup]:
     """Dispatch on ``tower.family``."""
     if tower.family == "gemma3_siglip":
         return siglip_tensors(tower, spec.hidden_size)
+    if tower.family == "gemma4_vision":
+        return gemma4_vision_tensors(tower, spec.hidden_size)
+    if tower.family == "gemma4_audio":
+        return gemma4_audio_tensors(tower, spec.hidden_size)
     raise KeyError(tower.family)
