@@ -29,6 +29,7 @@ FAMILY_MODULES: dict[str, str] = {
     # -- gemma --
     "gemma3": "vramplan.families.gemma3",
     "gemma4": "vramplan.families.gemma4",
+    "gemma3n": "vramplan.families.gemma3n",
 
     # -- qwen_vl --
 
@@ -49,6 +50,8 @@ MODEL_TYPES: dict[str, str] = {
     "gemma3_text": "gemma3",
     "gemma4": "gemma4",
     "gemma4_text": "gemma4",
+    "gemma3n": "gemma3n",
+    "gemma3n_text": "gemma3n",
 
     # -- qwen_vl --
 
@@ -69,6 +72,8 @@ ARCHITECTURES: dict[str, str] = {
     "Gemma3ForConditionalGeneration": "gemma3",
     "Gemma4ForConditionalGeneration": "gemma4",
     "Gemma4ForCausalLM": "gemma4",
+    "Gemma3nForConditionalGeneration": "gemma3n",
+    "Gemma3nForCausalLM": "gemma3n",
 
     # -- qwen_vl --
 
@@ -88,6 +93,8 @@ TOWER_MODULES: dict[str, str] = {
     "gemma3_siglip": "vramplan.families.gemma_towers",
     "gemma4_vision": "vramplan.families.gemma_towers",
     "gemma4_audio": "vramplan.families.gemma_towers",
+    "gemma3n_vision": "vramplan.families.gemma_towers",
+    "gemma3n_audio": "vramplan.families.gemma_towers",
 
     # -- qwen_vl --
 

@@ -205,6 +205,12 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
         lm_head_name="lm_head", notes=tuple(notes))
 
 
+def int_param(spec: ModelSpec, key: str) -> int:
+    """An integer ``family_params`` entry (0 when absent)."""
+    val = spec.param(key, 0)
+    return val if isinstance(val, int) else 0
+
+
 def _attention(spec: ModelSpec, p: str, i: int, a: AttentionSpec, k_eq_v: bool
                ) -> list[TensorGroup]:
     """q/k/v/o of one Gemma4TextAttention (module docstring)."""
@@ -231,11 +237,11 @@ def tensors(spec: ModelSpec) -> tuple[list[TensorGroup], list[TensorGroup]]:
     """Gemma4TextModel tensors in checkpoint naming (module docstring)."""
     h, v, pre = spec.hidden_size, spec.vocab_size, spec.prefix
     n = spec.num_layers
-    ple = int(spec.param("hidden_size_per_layer_input", 0) or 0)
+    ple = int_param(spec, "hidden_size_per_layer_input")
     k_eq_v = bool(spec.param("attention_k_eq_v", False))
     out = [TensorGroup(f"{pre}.embed_tokens.weight", (v, h), "embedding", None, "vocab")]
     if ple:
-        vp = int(spec.param("vocab_size_per_layer_input", 0) or 0)
+        vp = int_param(spec, "vocab_size_per_layer_input")
         out += [TensorGroup(f"{pre}.embed_tokens_per_layer.weight", (vp, n * ple), "embedding",
                             None, "replicated"),
                 _lin(f"{pre}.per_layer_model_projection.weight", n * ple, h, "mlp", None,

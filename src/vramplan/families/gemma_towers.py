@@ -188,6 +188,190 @@ def gemma4_audio_tensors(tower: TowerSpec, text_hidden: int, p: str = "model.aud
     return out
 
 
+def _pair(tower: TowerSpec, key: str, i: int) -> tuple[int, int]:
+    val = tower.get(key)
+    if isinstance(val, tuple) and len(val) > i:
+        x = val[i]
+        if isinstance(x, tuple) and len(x) == 2 and all(isinstance(y, int) and y > 0 for y in x):
+            return int(x[0]), int(x[1])
+    raise ConfigError(f"config.json audio_config.{key}", f"must hold two [h, w] pairs, got {val!r}",
+                      "fix it in config.json")
+
+
+def _mm_embedder(proj: str, vocab: int, d: int, text_hidden: int, r: Role) -> list[TensorGroup]:
+    """Gemma3nMultimodalEmbedder: embedding [vocab, d], hard/soft embedding norms [d],
+    embedding_projection [text_hidden, d] (the post-projection norm has no weight)."""
+    return [_t(f"{proj}.embedding.weight", (vocab, d), r),
+            _t(f"{proj}.hard_embedding_norm.weight", (d,), r),
+            _t(f"{proj}.soft_embedding_norm.weight", (d,), r),
+            _t(f"{proj}.embedding_projection.weight", (text_hidden, d), r, linear=True)]
+
+
+def gemma3n_audio_tensors(tower: TowerSpec, text_hidden: int, p: str = "model.audio_tower",
+                          proj: str = "model.embed_audio") -> list[TensorGroup]:
+    """Gemma3nAudioEncoder (USM conformer) + embed_audio (transformers 5.25.0 gemma3n/modeling_gemma3n.py).
+
+    subsample: conv_k [c_k, c_in, kh, kw] (no bias) + norm [c_k] for k = 0, 1; the frequency axis
+    goes f -> (f + 2 - kw) // sw + 1 per conv (padding 1 each side), input_proj_linear
+    [d, c_1 * f_1]; per conformer layer: ffw_layer_start / ffw_layer_end (pre_layer_norm [d],
+    ffw_layer_1 [4d, d], ffw_layer_2 [d, 4d], post_layer_norm [d]), attention (pre_attn_norm,
+    per_dim_scale [d / heads], relative_position_embedding.pos_proj, q/k/v [d, d], post [d, d],
+    post_norm), lconv1d (pre_layer_norm, linear_start [2d, d], depthwise_conv1d [d, 1, k],
+    conv_norm, linear_end [d, d]), norm [d]; then the multimodal embedder.
+    """
+    d, n = _int(tower, "hidden_size"), _int(tower, "conf_num_hidden_layers")
+    heads, k = _int(tower, "conf_num_attention_heads"), _int(tower, "conf_conv_kernel_size")
+    ch = tower.get("sscp_conv_channel_size")
+    if not (isinstance(ch, tuple) and len(ch) == 2 and all(isinstance(c, int) and c > 0
+                                                           for c in ch)):
+        raise ConfigError("config.json audio_config.sscp_conv_channel_size",
+                          f"must be two positive integers, got {ch!r}", "fix it in config.json")
+    f = _int(tower, "input_feat_size")
+    r: Role = "audio"
+    sp = f"{p}.subsample_conv_projection"
+    out: list[TensorGroup] = []
+    c_in = 1
+    for i in range(2):
+        kh, kw = _pair(tower, "sscp_conv_kernel_size", i)
+        _sh, sw = _pair(tower, "sscp_conv_stride_size", i)
+        c_out = int(ch[i])
+        out += [_t(f"{sp}.conv_{i}.conv.weight", (c_out, c_in, kh, kw), r),
+                _t(f"{sp}.conv_{i}.norm.weight", (c_out,), r)]
+        f = (f + 2 - kw) // sw + 1
+        c_in = c_out
+    out.append(_t(f"{sp}.input_proj_linear.weight", (d, c_in * f), r, linear=True))
+    hd = d // heads
+    for j in range(n):
+        lp = f"{p}.conformer.{j}"
+        for ff in ("ffw_layer_start", "ffw_layer_end"):
+            out += [_t(f"{lp}.{ff}.pre_layer_norm.weight", (d,), r),
+                    _t(f"{lp}.{ff}.ffw_layer_1.weight", (4 * d, d), r, linear=True),
+                    _t(f"{lp}.{ff}.ffw_layer_2.weight", (d, 4 * d), r, linear=True),
+                    _t(f"{lp}.{ff}.post_layer_norm.weight", (d,), r)]
+        ap = f"{lp}.attention"
+        out += [_t(f"{ap}.pre_attn_norm.weight", (d,), r),
+                _t(f"{ap}.attn.per_dim_scale", (hd,), r),
+                _t(f"{ap}.attn.relative_position_embedding.pos_proj.weight", (heads * hd, d), r,
+                   linear=True)]
+        out += [_t(f"{ap}.attn.{nm}.weight", (heads * hd, d), r, linear=True)
+                for nm in ("q_proj", "k_proj", "v_proj")]
+        out += [_t(f"{ap}.post.weight", (d, heads * hd), r, linear=True),
+                _t(f"{ap}.post_norm.weight", (d,), r)]
+        cp = f"{lp}.lconv1d"
+        out += [_t(f"{cp}.pre_layer_norm.weight", (d,), r),
+                _t(f"{cp}.linear_start.weight", (2 * d, d), r, linear=True),
+                _t(f"{cp}.depthwise_conv1d.weight", (d, 1, k), r),
+                _t(f"{cp}.conv_norm.weight", (d,), r),
+                _t(f"{cp}.linear_end.weight", (d, d), r, linear=True),
+                _t(f"{lp}.norm.weight", (d,), r)]
+    return out + _mm_embedder(proj, _int(tower, "vocab_size"), d, text_hidden, r)
+
+
+# timm MobileNetV5-300M encoder (timm 1.0.31 timm/models/mobilenetv5.py, variant
+# ``mobilenetv5_300m_enc``), restated as data: per stage a list of (block, repeat) where a block
+# is ("er", kernel, expansion, out_ch) EdgeResidual, ("uir", start_dw_kernel, mid_dw_kernel,
+# expansion, out_ch) UniversalInvertedResidual (kernel 0: no such depthwise conv) or
+# ("mqa", heads, key_dim, kv_stride, dw_kernel) MobileAttention (multi-query, one K/V head).
+_MNV5_300M: tuple[tuple[tuple[tuple[object, ...], int], ...], ...] = (
+    ((("er", 3, 4, 128), 3),),
+    ((("uir", 3, 5, 6, 256), 1), (("uir", 5, 0, 4, 256), 1), (("uir", 3, 0, 4, 256), 1),
+     (("uir", 5, 0, 4, 256), 1), (("uir", 3, 0, 4, 256), 1)),
+    ((("uir", 5, 5, 6, 640), 1), (("uir", 5, 0, 4, 640), 7), (("uir", 0, 0, 1, 640), 1),
+     *(((("mqa", 12, 64, 2, 3), 1), (("uir", 0, 0, 2, 640), 1)) * 14)),
+    ((("uir", 5, 5, 6, 1280), 1), *(((("mqa", 16, 96, 1, 3), 1), (("uir", 0, 0, 2, 1280), 1)) * 19)),
+)
+_MNV5_STEM = 64  # conv_stem: 3x3 conv with bias + RmsNorm2d
+_MNV5_OUT = 2048  # MultiScaleFusionAdapter output channels (num_features)
+_MNV5_MSFA_EXPANSION = 2  # its UIR ffn expansion over the concatenated last two stages
+
+
+def _mnv5_tensors(p: str, r: Role) -> list[TensorGroup]:
+    """Every weight of the MobileNetV5-300M encoder (norms are RmsNorm2d: weight only)."""
+    out = [_t(f"{p}.conv_stem.conv.weight", (_MNV5_STEM, 3, 3, 3), r),
+           _t(f"{p}.conv_stem.conv.bias", (_MNV5_STEM,), r),
+           _t(f"{p}.conv_stem.bn.weight", (_MNV5_STEM,), r)]
+    c = _MNV5_STEM
+    stage_out: list[int] = []
+    for s, stage in enumerate(_MNV5_300M):
+        b = 0
+        for block, repeat in stage:
+            for _ in range(repeat):
+                bp = f"{p}.blocks.{s}.{b}"
+                kind = block[0]
+                if kind == "er":
+                    _k, k, e, co = block
+                    assert isinstance(k, int) and isinstance(e, int) and isinstance(co, int)
+                    mid = c * e
+                    out += [_t(f"{bp}.conv_exp.weight", (mid, c, k, k), r),
+                            _t(f"{bp}.bn1.weight", (mid,), r),
+                            _t(f"{bp}.conv_pwl.weight", (co, mid, 1, 1), r),
+                            _t(f"{bp}.bn2.weight", (co,), r)]
+                    c = co
+                elif kind == "uir":
+                    _k, ks, km, e, co = block
+                    assert isinstance(ks, int) and isinstance(km, int)
+                    assert isinstance(e, int) and isinstance(co, int)
+                    mid = c * e
+                    if ks:
+                        out += [_t(f"{bp}.dw_start.conv.weight", (c, 1, ks, ks), r),
+                                _t(f"{bp}.dw_start.bn.weight", (c,), r)]
+                    out += [_t(f"{bp}.pw_exp.conv.weight", (mid, c, 1, 1), r),
+                            _t(f"{bp}.pw_exp.bn.weight", (mid,), r)]
+                    if km:
+                        out += [_t(f"{bp}.dw_mid.conv.weight", (mid, 1, km, km), r),
+                                _t(f"{bp}.dw_mid.bn.weight", (mid,), r)]
+                    out += [_t(f"{bp}.pw_proj.conv.weight", (co, mid, 1, 1), r),
+                            _t(f"{bp}.pw_proj.bn.weight", (co,), r),
+                            _t(f"{bp}.layer_scale.gamma", (co,), r)]
+                    c = co
+                else:
+                    _k, heads, kd, stride, kdw = block
+                    assert isinstance(heads, int) and isinstance(kd, int)
+                    assert isinstance(stride, int) and isinstance(kdw, int)
+                    out += [_t(f"{bp}.norm.weight", (c,), r),
+                            _t(f"{bp}.attn.query.proj.weight", (heads * kd, c, 1, 1), r)]
+                    for kv in ("key", "value"):
+                        if stride > 1:
+                            out += [_t(f"{bp}.attn.{kv}.down_conv.weight", (c, 1, kdw, kdw), r),
+                                    _t(f"{bp}.attn.{kv}.norm.weight", (c,), r)]
+                        out.append(_t(f"{bp}.attn.{kv}.proj.weight", (kd, c, 1, 1), r))
+                    out += [_t(f"{bp}.attn.output.proj.weight", (c, heads * kd, 1, 1), r),
+                            _t(f"{bp}.layer_scale.gamma", (c,), r)]
+                b += 1
+        stage_out.append(c)
+    cin = stage_out[-2] + stage_out[-1]
+    mid = cin * _MNV5_MSFA_EXPANSION
+    out += [_t(f"{p}.msfa.ffn.pw_exp.conv.weight", (mid, cin, 1, 1), r),
+            _t(f"{p}.msfa.ffn.pw_exp.bn.weight", (mid,), r),
+            _t(f"{p}.msfa.ffn.pw_proj.conv.weight", (_MNV5_OUT, mid, 1, 1), r),
+            _t(f"{p}.msfa.ffn.pw_proj.bn.weight", (_MNV5_OUT,), r),
+            _t(f"{p}.msfa.norm.weight", (_MNV5_OUT,), r)]
+    return out
+
+
+def gemma3n_vision_tensors(tower: TowerSpec, text_hidden: int, p: str = "model.vision_tower",
+                           proj: str = "model.embed_vision") -> list[TensorGroup]:
+    """Gemma 3n vision: TimmWrapperModel(``mobilenetv5_300m_enc``) + embed_vision.
+
+    Only the published encoder variant is laid out; its output width (2048) must equal
+    vision_config.hidden_size, which the embedder uses.
+    """
+    arch = tower.get("architecture")
+    if arch != "mobilenetv5_300m_enc":
+        raise ConfigError("config.json vision_config.architecture",
+                          f"timm encoder {arch!r} is not laid out by vramplan (only "
+                          "mobilenetv5_300m_enc)", "use a Gemma 3n checkpoint's config.json, or "
+                          "pass the model folder with its *.safetensors headers")
+    d = _int(tower, "hidden_size")
+    if d != _MNV5_OUT:
+        raise ConfigError("config.json vision_config.hidden_size",
+                          f"is {d}, but mobilenetv5_300m_enc outputs {_MNV5_OUT} channels",
+                          f"set it to {_MNV5_OUT}")
+    r: Role = "vision"
+    return _mnv5_tensors(f"{p}.timm_model", r) + _mm_embedder(proj, _int(tower, "vocab_size"), d,
+                                                              text_hidden, r)
+
+
 def tower_tensors(tower: TowerSpec, spec: ModelSpec) -> list[TensorGroup]:
     """Dispatch on ``tower.family``."""
     if tower.family == "gemma3_siglip":
@@ -196,4 +380,8 @@ def tower_tensors(tower: TowerSpec, spec: ModelSpec) -> list[TensorGroup]:
         return gemma4_vision_tensors(tower, spec.hidden_size)
     if tower.family == "gemma4_audio":
         return gemma4_audio_tensors(tower, spec.hidden_size)
+    if tower.family == "gemma3n_audio":
+        return gemma3n_audio_tensors(tower, spec.hidden_size)
+    if tower.family == "gemma3n_vision":
+        return gemma3n_vision_tensors(tower, spec.hidden_size)
     raise KeyError(tower.family)
