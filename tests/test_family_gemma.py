@@ -213,3 +213,29 @@ def test_gemma3_12b_fits_80gb_at_32k_vllm() -> None:
                    allow_hub=False)
     assert est.fits
     assert est.kv_cache_bytes_per_token == 65_536
+
+
+def test_gguf_names_gemma4_keep_fused_gate_up() -> None:
+    """convert_hf_to_gguf keeps Gemma 4's stacked experts.gate_up_proj as one ffn_gate_up_exps
+    (gguf MODEL_TENSORS[GEMMA4]); gpt-oss's is still split into gate and up."""
+    from vramplan.quant.gguf_mix import hf_to_gguf_shapes
+
+    g4 = hf_to_gguf_shapes({"model.layers.3.experts.gate_up_proj": (128, 1408, 2816),
+                            "model.layers.3.experts.down_proj": (128, 2816, 704)}, "gemma4_text")
+    assert g4 == {"blk.3.ffn_gate_up_exps.weight": (2816, 1408, 128),
+                  "blk.3.ffn_down_exps.weight": (704, 2816, 128)}
+    oss = hf_to_gguf_shapes({"model.layers.3.mlp.experts.gate_up_proj": (32, 2880, 5760)},
+                            "gpt_oss")
+    assert set(oss) == {"blk.3.ffn_gate_exps.weight", "blk.3.ffn_up_exps.weight"}
+
+
+@needs_shared
+def test_llamacpp_prices_gemma4_and_gemma3n_text() -> None:
+    """The HF Gemma 4 / 3n text towers (model.language_model.*) map to GGUF names: at the model
+    dtype the weights llama.cpp holds are of the size of the text model, not a fraction of it."""
+    from vramplan.api import estimate
+
+    est = estimate(shared("google__gemma-4-26B-A4B"), gpu="H100", context=8_192,
+                   engine="llama.cpp", allow_hub=False)
+    # 25,233,141,760 text params x 2 B = 50.5 GB; the input embedding stays on the CPU
+    assert 46 * 2**30 < sum(d.weights_bytes for d in est.devices) < 51 * 2**30
