@@ -239,3 +239,11 @@ def test_llamacpp_prices_gemma4_and_gemma3n_text() -> None:
                    engine="llama.cpp", allow_hub=False)
     # 25,233,141,760 text params x 2 B = 50.5 GB; the input embedding stays on the CPU
     assert 46 * 2**30 < sum(d.weights_bytes for d in est.devices) < 51 * 2**30
+
+
+def test_flat_gemma3_is_text_only() -> None:
+    """A flat ``gemma3`` config (what a GGUF header becomes) has no towers and model.* names."""
+    cfg = _tiny_gemma3(model_type="gemma3")
+    s = spec_of(cfg)
+    assert s.towers == () and s.prefix == "model" and s.family == "gemma3"
+    assert build_inventory(s).params_total == build_inventory(spec_of(_tiny_gemma3())).params_total

@@ -170,7 +170,7 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
         attention_out_bias=bias, mlp_bias=False,
         prefix="language_model.model" if multimodal else "model",
         lm_head_name="language_model.lm_head" if multimodal else "lm_head",
-        notes=tuple(notes))
+        notes=tuple(dict.fromkeys([*base.notes, *notes])))
 
 
 def tensors(spec: ModelSpec) -> tuple[list[TensorGroup], list[TensorGroup]]:

@@ -155,7 +155,7 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
         base, towers=tuple(towers), qk_norm=True, norms_per_layer=4, attention_bias=bias,
         attention_out_bias=bias, mlp_bias=False, family_params=tuple(sorted(params.items())),
         prefix="model.language_model" if multimodal else "model", lm_head_name="lm_head",
-        notes=tuple(notes))
+        notes=tuple(dict.fromkeys([*base.notes, *notes])))
 
 
 def tensors(spec: ModelSpec) -> tuple[list[TensorGroup], list[TensorGroup]]:

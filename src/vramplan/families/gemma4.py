@@ -202,7 +202,7 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
         attention_out_bias=bias, mlp_bias=False,
         family_params=tuple(sorted(params.items())),
         prefix="model.language_model" if multimodal else "model",
-        lm_head_name="lm_head", notes=tuple(notes))
+        lm_head_name="lm_head", notes=tuple(dict.fromkeys([*base.notes, *notes])))
 
 
 def int_param(spec: ModelSpec, key: str) -> int:
