@@ -7,8 +7,9 @@ Per token and layer:
 Sliding-window layers hold at most ``window`` tokens, chunked-local layers at most one chunk.
 A layer that reads another layer's cache (``AttentionSpec.kv_shared_with``: Gemma-3n's last
 ``num_kv_shared_layers``) stores nothing: vLLM gives it no KV cache spec of its own
-(``kv_sharing_target_layer_name``, vllm/attention/layer.py), llama.cpp allocates cache only for
-the first ``n_layer_kv_from_start`` layers (src/llama-model.cpp, LLM_ARCH_GEMMA3N).
+(``kv_sharing_target_layer_name``: vllm/model_executor/models/gemma3n.py@034f08e Gemma3nAttention),
+llama.cpp allocates cache only for the first ``n_layer_kv_from_start`` layers
+(src/llama-model.cpp, LLM_ARCH_GEMMA3N).
 Sources: vllm/v1/kv_cache_interface.py (AttentionSpec.page_size_bytes, MLAAttentionSpec,
 SlidingWindowSpec), llama.cpp src/llama-kv-cache.cpp; see docs/ARCHITECTURE.md.
 """

@@ -10,7 +10,9 @@ Text decoder layer (Gemma3nTextDecoderLayer):
   (Gemma3nTextConfig.kv_sharing_modes) and have no k/v projections in transformers 5.25.0.
   NOTE: the published safetensors still hold k/v for those layers (transformers drops them on
   load: ``_keys_to_ignore_on_load_unexpected``); gemma-3n-E4B carries 15 x (2 x 512 x 2048 +
-  256) = 31,461,120 such values that no engine computes with. We count what transformers builds.
+  256) = 31,461,120 such values. We count what transformers builds; vLLM
+  (vllm/model_executor/models/gemma3n.py@034f08e) keeps a full qkv_proj in every layer and loads
+  them (~63 MB in bf16 more than counted here), though shared layers store no KV.
 * MLP: GeGLU with a per-layer ``intermediate_size`` (int or list). ``activation_sparsity_pattern``
   (Gaussian top-k on the gate) changes compute, not tensors.
 * four RMSNorms; AltUp (n = ``altup_num_inputs``): correct_output_scale [H], correction_coefs
