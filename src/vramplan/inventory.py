@@ -98,9 +98,9 @@ class TensorInventory:
 
     @property
     def params_towers(self) -> int:
-        """Parameters of the vision / audio towers and projectors."""
-        by = dict(self._by_role)
-        return by.get("vision", 0) + by.get("audio", 0)
+        """Parameters of the vision / audio towers and projectors (persistent buffers excluded,
+        as in ``params_total``)."""
+        return sum(t.numel for t in self.tensors if t.role in TOWER_ROLES and not t.buffer)
 
     @property
     def params_text(self) -> int:

@@ -7,6 +7,11 @@ Per token and layer:
   cross-attention (Mllama):             K/V of the encoder (image) tokens, constant per sequence
   no mixer (Nemotron-H MLP layers):     nothing
 Sliding-window layers hold at most ``window`` tokens, chunked-local layers at most one chunk.
+A layer that reads another layer's cache (``AttentionSpec.kv_shared_with``: Gemma-3n's last
+``num_kv_shared_layers``) stores nothing: vLLM gives it no KV cache spec of its own
+(``kv_sharing_target_layer_name``: vllm/model_executor/models/gemma3n.py@034f08e Gemma3nAttention),
+llama.cpp allocates cache only for the first ``n_layer_kv_from_start`` layers
+(src/llama-model.cpp, LLM_ARCH_GEMMA3N).
 Sources: vllm/v1/kv_cache_interface.py (AttentionSpec.page_size_bytes, MLAAttentionSpec,
 SlidingWindowSpec), llama.cpp src/llama-kv-cache.cpp; see docs/ARCHITECTURE.md.
 """
@@ -67,9 +72,10 @@ def kv_heads_per_rank(attn: AttentionSpec, tp: int) -> int:
 
 
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:
-    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention and no mixer;
-    a cross-attention layer's per-token figure applies to its encoder tokens)."""
-    if attn.kind in ("linear", "none"):
+    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention, no mixer and
+    a layer that reuses another layer's cache; a cross-attention layer's per-token figure applies
+    to its encoder tokens)."""
+    if attn.kind in ("linear", "none") or attn.kv_shared_with is not None:
         return 0
     if attn.kind == "mla":
         return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype)
@@ -98,7 +104,7 @@ def linear_state_bytes(attn: AttentionSpec, state_dtype: str, tp: int = 1) -> in
 def cached_tokens(attn: AttentionSpec, context_tokens: int) -> int:
     """Tokens a layer keeps for one sequence of ``context_tokens``: windowed layers are capped,
     cross-attention layers keep their encoder tokens whatever the text length."""
-    if attn.kind in ("linear", "none"):
+    if attn.kind in ("linear", "none") or attn.kv_shared_with is not None:
         return 0
     if attn.kind == "cross":
         return attn.encoder_tokens
@@ -127,6 +133,8 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
     per_tok = per_tok_all = window_b = state_b = 0
     for layer in spec.layers:
         a = layer.attention
+        if a.kv_shared_with is not None:
+            continue  # reads another layer's cache, stores none
         b = layer_bytes_per_token(a, kv_dtype, tp)
         per_tok_all += b
         if a.kind == "linear":

@@ -33,7 +33,7 @@ OFFLOAD_MIN_BATCH = 32
 # llama.cpp sliding-window KV caches exist only for these model types (iSWA archs); Mistral /
 # Qwen2 "sliding_window" configs are ignored by llama.cpp (no SWA in their hparams)
 SWA_MODEL_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text", "gpt_oss", "llama4_text",
-                             "cohere2", "gemma4", "gemma4_text"})
+                             "cohere2", "gemma4", "gemma4_text", "gemma3n", "gemma3n_text"})
 _BLK = re.compile(r"^blk\.(\d+)\.")
 # fit.cpp layer fractions: which FFN tensors of a partial layer leave the device
 FRACTIONS: dict[str, str] = {
@@ -142,9 +142,9 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
         a, m = ls.attention, ls.mlp
         il = ls.index
         rs = 0
-        if a.kind == "linear":
-            k_w = v_w = 0
-            rs = linear_state_bytes(a, "fp32")
+        if a.kind == "linear" or a.kv_shared_with is not None:
+            k_w = v_w = 0  # no cache of its own (Gemma-3n: only n_layer_kv_from_start layers)
+            rs = linear_state_bytes(a, "fp32") if a.kind == "linear" else 0
         elif a.kind in ("none", "cross"):  # no mixer; llama.cpp has no cross-attention cache
             k_w = v_w = 0
         elif a.kind == "mla":

@@ -27,6 +27,9 @@ from types import ModuleType
 # family name -> module (imported on demand)
 FAMILY_MODULES: dict[str, str] = {
     # -- gemma --
+    "gemma3": "vramplan.families.gemma3",
+    "gemma4": "vramplan.families.gemma4",
+    "gemma3n": "vramplan.families.gemma3n",
 
     # -- qwen_vl --
 
@@ -43,6 +46,12 @@ FAMILY_MODULES: dict[str, str] = {
 # model_type (top level or text_config) -> family name
 MODEL_TYPES: dict[str, str] = {
     # -- gemma --
+    "gemma3": "gemma3",
+    "gemma3_text": "gemma3",
+    "gemma4": "gemma4",
+    "gemma4_text": "gemma4",
+    "gemma3n": "gemma3n",
+    "gemma3n_text": "gemma3n",
 
     # -- qwen_vl --
 
@@ -59,6 +68,12 @@ MODEL_TYPES: dict[str, str] = {
 # architectures[0] -> family name (recovers a renamed model_type)
 ARCHITECTURES: dict[str, str] = {
     # -- gemma --
+    "Gemma3ForCausalLM": "gemma3",
+    "Gemma3ForConditionalGeneration": "gemma3",
+    "Gemma4ForConditionalGeneration": "gemma4",
+    "Gemma4ForCausalLM": "gemma4",
+    "Gemma3nForConditionalGeneration": "gemma3n",
+    "Gemma3nForCausalLM": "gemma3n",
 
     # -- qwen_vl --
 
@@ -75,6 +90,11 @@ ARCHITECTURES: dict[str, str] = {
 # TowerSpec.family -> module with ``tower_tensors(tower, text_hidden) -> list[TensorGroup]``
 TOWER_MODULES: dict[str, str] = {
     # -- gemma --
+    "gemma3_siglip": "vramplan.families.gemma_towers",
+    "gemma4_vision": "vramplan.families.gemma_towers",
+    "gemma4_audio": "vramplan.families.gemma_towers",
+    "gemma3n_vision": "vramplan.families.gemma_towers",
+    "gemma3n_audio": "vramplan.families.gemma_towers",
 
     # -- qwen_vl --
 

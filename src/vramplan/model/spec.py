@@ -84,11 +84,14 @@ class AttentionSpec:
     indexer: IndexerSpec | None = None  # DeepSeek-V3.2 sparse attention indexer
     output_gate: bool = False  # Qwen3-Next/3.5 gated attention: q_proj also yields a gate
     encoder_tokens: int = 0  # kind "cross": encoder (image) tokens held per sequence
+    # Cross-layer KV sharing (Gemma-3n / Gemma-4 num_kv_shared_layers): this layer attends with
+    # the K/V cached by layer ``kv_shared_with`` and stores none of its own.
+    kv_shared_with: int | None = None
 
     @property
     def has_kv(self) -> bool:
         """True for layers with a per-token softmax-attention cache that grows with the text."""
-        return self.kind in ("full", "sliding", "chunked", "mla")
+        return self.kind in ("full", "sliding", "chunked", "mla") and self.kv_shared_with is None
 
 
 @dataclass(frozen=True, slots=True)

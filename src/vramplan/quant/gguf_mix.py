@@ -413,6 +413,7 @@ _HF_ARCH = {
     "deepseek_v2": "DEEPSEEK2", "deepseek_v3": "DEEPSEEK2", "gpt_oss": "GPT_OSS",
     "glm4_moe": "GLM4_MOE", "gemma2": "GEMMA2", "gemma3_text": "GEMMA3", "gemma3": "GEMMA3",
     "qwen3_next": "QWEN3NEXT", "llama4_text": "LLAMA4", "phi3": "PHI3", "kimi_k2": "DEEPSEEK2",
+    "gemma3n_text": "GEMMA3N", "gemma4_text": "GEMMA4",
 }
 _EXPERT_RE = re.compile(r"\.experts\.(\d+)\.")
 _BLOCK_NUM_RE = re.compile(r"\.(\d+)\.")
@@ -475,6 +476,8 @@ def hf_to_gguf_shapes(
 
     * 2-D ``[out, in]`` becomes ``ne = (in, out)``; 1-D stays.
     * Per-expert tensors of one layer are merged: ``ne = (in, out, n_expert)``.
+    * A fused ``gate_up_proj`` the converter keeps fused (Gemma 4 ``ffn_gate_up_exps``) stays
+      one tensor.
     * gpt-oss ``experts.gate_up_proj`` (bf16 ``[E, in, 2*ff]`` or MXFP4 ``_blocks``
       ``[E, 2*ff, in/32, 16]``) splits into ``ffn_gate_exps`` and ``ffn_up_exps``; ``_scales``
       are part of the MXFP4 blocks and are dropped.
@@ -501,6 +504,10 @@ def hf_to_gguf_shapes(
             name_in = hf_name + ".weight"
         if model_type == "gpt_oss" and ".experts." in hf_name:
             dims, name_in = _gpt_oss_expert(hf_name, dims)
+        fused = hf_to_gguf_name(name_in, model_type) if "gate_up_proj" in name_in else None
+        if fused is not None and "gate_up" in fused:
+            _put(out, experts, name_in, dims, model_type)  # kept fused (Gemma 4 ffn_gate_up_exps)
+            continue
         if "gate_up_proj" in name_in:
             half = dims  # gpt-oss shapes come back already split
             if model_type != "gpt_oss":  # fused [..., 2*ff, in] weight or [..., 2*ff] bias
