@@ -35,6 +35,8 @@ FAMILY_MODULES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
+    "smollm3": "vramplan.families.smollm3",
+    "olmo2": "vramplan.families.olmo2",
 
     # -- other --
 
@@ -51,6 +53,9 @@ MODEL_TYPES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
+    "smollm3": "smollm3",
+    "olmo2": "olmo2",
+    "olmo3": "olmo2",
 
     # -- other --
 
@@ -67,6 +72,9 @@ ARCHITECTURES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
+    "SmolLM3ForCausalLM": "smollm3",
+    "Olmo2ForCausalLM": "olmo2",
+    "Olmo3ForCausalLM": "olmo2",
 
     # -- other --
 
