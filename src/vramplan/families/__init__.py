@@ -37,6 +37,7 @@ FAMILY_MODULES: dict[str, str] = {
     # -- dense --
     "smollm3": "vramplan.families.smollm3",
     "olmo2": "vramplan.families.olmo2",
+    "mllama": "vramplan.families.mllama",
 
     # -- other --
 
@@ -56,6 +57,7 @@ MODEL_TYPES: dict[str, str] = {
     "smollm3": "smollm3",
     "olmo2": "olmo2",
     "olmo3": "olmo2",
+    "mllama": "mllama",
 
     # -- other --
 
@@ -75,6 +77,7 @@ ARCHITECTURES: dict[str, str] = {
     "SmolLM3ForCausalLM": "smollm3",
     "Olmo2ForCausalLM": "olmo2",
     "Olmo3ForCausalLM": "olmo2",
+    "MllamaForConditionalGeneration": "mllama",
 
     # -- other --
 
@@ -91,6 +94,7 @@ TOWER_MODULES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
+    "mllama_vision": "vramplan.families.mllama",
 
     # -- other --
 

@@ -81,6 +81,9 @@ def spec(cfg: Mapping[str, Any], model_id: str,
         kinds: list[AttnKind] = ["full"] * n_layers
     else:
         types = olmo3_layer_types(text, n_layers)
+        if text.get("layer_types") is None:
+            notes.append("layer_types absent: Olmo3Config default, sliding_attention except "
+                         "every 4th layer (full_attention)")
         kinds = ["sliding" if t == "sliding_attention" and window is not None else "full"
                  for t in types]
         if "sliding_attention" in types and window is None:
