@@ -38,6 +38,7 @@ FAMILY_MODULES: dict[str, str] = {
     "smollm3": "vramplan.families.smollm3",
     "olmo2": "vramplan.families.olmo2",
     "mllama": "vramplan.families.mllama",
+    "mistral3": "vramplan.families.mistral3",
 
     # -- other --
 
@@ -58,6 +59,7 @@ MODEL_TYPES: dict[str, str] = {
     "olmo2": "olmo2",
     "olmo3": "olmo2",
     "mllama": "mllama",
+    "mistral3": "mistral3",
 
     # -- other --
 
@@ -78,6 +80,7 @@ ARCHITECTURES: dict[str, str] = {
     "Olmo2ForCausalLM": "olmo2",
     "Olmo3ForCausalLM": "olmo2",
     "MllamaForConditionalGeneration": "mllama",
+    "Mistral3ForConditionalGeneration": "mistral3",
 
     # -- other --
 
@@ -95,6 +98,7 @@ TOWER_MODULES: dict[str, str] = {
 
     # -- dense --
     "mllama_vision": "vramplan.families.mllama",
+    "pixtral": "vramplan.families.towers_pixtral",
 
     # -- other --
 
