@@ -101,7 +101,9 @@ def tower_tensors(tower: TowerSpec, spec: ModelSpec) -> list[TensorGroup]:
                 _lin(f"{lp}.feed_forward.up_proj.weight", inter, d, "vision", None, "replicated"),
                 _lin(f"{lp}.feed_forward.down_proj.weight", d, inter, "vision", None,
                      "replicated")]
-    proj = dict(c["projector"])  # type: ignore[arg-type]
+    items = c["projector"]
+    assert isinstance(items, tuple)
+    proj: dict[str, object] = dict(items)
     th, m, f = num("text_hidden_size", proj), num("spatial_merge_size", proj), \
         num("feature_layers", proj)
     bias = bool(proj["bias"])
