@@ -39,6 +39,8 @@ FAMILY_MODULES: dict[str, str] = {
     "olmo2": "vramplan.families.olmo2",
     "mllama": "vramplan.families.mllama",
     "mistral3": "vramplan.families.mistral3",
+    "cohere2": "vramplan.families.cohere2",
+    "exaone4": "vramplan.families.exaone4",
 
     # -- other --
 
@@ -60,6 +62,8 @@ MODEL_TYPES: dict[str, str] = {
     "olmo3": "olmo2",
     "mllama": "mllama",
     "mistral3": "mistral3",
+    "cohere2": "cohere2",
+    "exaone4": "exaone4",
 
     # -- other --
 
@@ -81,6 +85,8 @@ ARCHITECTURES: dict[str, str] = {
     "Olmo3ForCausalLM": "olmo2",
     "MllamaForConditionalGeneration": "mllama",
     "Mistral3ForConditionalGeneration": "mistral3",
+    "Cohere2ForCausalLM": "cohere2",
+    "Exaone4ForCausalLM": "exaone4",
 
     # -- other --
 
