@@ -35,6 +35,23 @@ SHARED_TRUTH: dict[str, tuple[int, int]] = {
 }
 
 
+# tests/data/configs/<stem>.json (published shapes): (text, whole), transformers 5.25.0 on the
+# meta device from that file (scripts/gen_param_parity.py's method, parity venv).
+CONSTRUCTED_TRUTH: dict[str, tuple[int, int]] = {
+    "CohereForAI__c4ai-command-r7b-12-2024": (8_028_033_024, 8_028_033_024),
+    "CohereLabs__c4ai-command-a-03-2025": (111_057_580_032, 111_057_580_032),
+    "LGAI-EXAONE__EXAONE-4.0-32B": (32_003_216_384, 32_003_216_384),
+    "mistralai__Mistral-Nemo-Instruct-2407": (12_247_782_400, 12_247_782_400),
+    "mistralai__Devstral-Small-2505": (23_572_403_200, 23_572_403_200),
+    "mistralai__Magistral-Small-2506": (23_572_403_200, 23_572_403_200),
+    "mistral-community__pixtral-12b": (12_247_782_400, 12_682_739_712),
+}
+
+
+def constructed(stem: str) -> dict[str, Any]:
+    return dict(json.loads((CONFIGS / f"{stem}.json").read_text()))
+
+
 def shared(stem: str) -> dict[str, Any]:
     path = SHARED / f"{stem}.json"
     if not path.exists():
@@ -238,3 +255,82 @@ def test_estimate_runs(stem: str) -> None:
     whole = SHARED_TRUTH[stem][1]
     assert comps["model weights"] * 8 >= whole * 2 * 0.99
     assert comps["KV cache"] > 0
+
+
+@pytest.mark.parametrize("stem", sorted(CONSTRUCTED_TRUTH))
+def test_constructed_params_exact(stem: str) -> None:
+    text, whole = CONSTRUCTED_TRUTH[stem]
+    inv = build_inventory(spec_from_config(constructed(stem), stem))
+    assert inv.params_total == whole
+    assert inv.params_text == text
+
+
+@pytest.mark.parametrize(("stem", "full", "windowed", "per_token", "window_bytes"), [
+    # 32 layers: 8 full (3, 7, ..., 31), 24 sliding (4096). 8 KV heads * 128 * 2 (K, V) * 2 B =
+    # 4,096 B per layer and token: 8 * 4,096 = 32,768 B/token; 24 * 4,096 * 4,096 B window.
+    ("CohereForAI__c4ai-command-r7b-12-2024", 8, 24, 32_768, 402_653_184),
+    # 64 layers: 16 full, 48 sliding; 8 KV heads * 128: 16 * 4,096 = 65,536 B/token;
+    # 48 * 4,096 * 4,096 = 805,306,368 B window.
+    ("CohereLabs__c4ai-command-a-03-2025", 16, 48, 65_536, 805_306_368),
+    # LLLG over 64 layers: same counts and widths as Command-A.
+    ("LGAI-EXAONE__EXAONE-4.0-32B", 16, 48, 65_536, 805_306_368),
+    # 40 full layers, 8 KV heads * head_dim 128 (not 5120/32 = 160): 40 * 4,096 = 163,840.
+    ("mistralai__Mistral-Nemo-Instruct-2407", 40, 0, 163_840, 0),
+    ("mistralai__Devstral-Small-2505", 40, 0, 163_840, 0),
+    ("mistralai__Magistral-Small-2506", 40, 0, 163_840, 0),
+    ("mistral-community__pixtral-12b", 40, 0, 163_840, 0),
+])
+def test_constructed_kv(stem: str, full: int, windowed: int, per_token: int,
+                        window_bytes: int) -> None:
+    spec = spec_from_config(constructed(stem), stem)
+    s = kv.summarize(spec, "bf16")
+    assert (s.full_layers, s.windowed_layers) == (full, windowed)
+    assert s.bytes_per_token == per_token
+    assert s.window_bytes_per_sequence == window_bytes
+
+
+def test_mistral_head_dim_is_read_not_derived() -> None:
+    """Mistral-Nemo: head_dim 128 while hidden/heads = 160; q_proj is [32 * 128, 5120] and o_proj
+    [5120, 4096]."""
+    inv = build_inventory(spec_from_config(constructed("mistralai__Mistral-Nemo-Instruct-2407")))
+    names = {t.name: t.shape for t in inv.tensors}
+    assert names["model.layers.0.self_attn.q_proj.weight"] == (4096, 5120)
+    assert names["model.layers.0.self_attn.k_proj.weight"] == (1024, 5120)
+    assert names["model.layers.0.self_attn.o_proj.weight"] == (5120, 4096)
+
+
+def test_cohere2_head_dim_is_derived() -> None:
+    """Cohere2Config overwrites head_dim with hidden // heads."""
+    cfg = constructed("CohereForAI__c4ai-command-r7b-12-2024")
+    cfg["head_dim"] = 64
+    spec = spec_from_config(cfg)
+    assert {layer.attention.head_dim for layer in spec.layers} == {128}
+    assert any("head_dim 64 ignored" in n for n in spec.notes)
+
+
+def test_pixtral12b_llava_tower() -> None:
+    """LLaVA projector (biases, no patch merger); 1024 // 16 = 64 patches a side, 64 * 65 = 4,160
+    tokens per image with the row breaks."""
+    spec = spec_from_config(constructed("mistral-community__pixtral-12b"))
+    assert spec.towers[0].tokens_per_item == 4160
+    names = {t.name: t.shape for t in build_inventory(spec).tensors}
+    assert names["multi_modal_projector.linear_1.bias"] == (5120,)
+    assert not any("patch_merger" in n for n in names)
+
+
+def test_llava_other_tower_refused() -> None:
+    from vramplan.errors import ConfigError
+
+    cfg = constructed("mistral-community__pixtral-12b")
+    cfg["vision_config"] = {"model_type": "clip_vision_model", "hidden_size": 1024}
+    with pytest.raises(ConfigError, match="clip_vision_model"):
+        spec_from_config(cfg)
+
+
+def test_exaone4_string_pattern_without_layer_types() -> None:
+    """EXAONE's "LLLG" pattern read cyclically when layer_types is omitted."""
+    cfg = constructed("LGAI-EXAONE__EXAONE-4.0-32B")
+    del cfg["layer_types"]
+    spec = spec_from_config(cfg)
+    assert [layer.index for layer in spec.layers if layer.attention.kind == "full"] == list(
+        range(3, 64, 4))

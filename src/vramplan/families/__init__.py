@@ -41,6 +41,7 @@ FAMILY_MODULES: dict[str, str] = {
     "mistral3": "vramplan.families.mistral3",
     "cohere2": "vramplan.families.cohere2",
     "exaone4": "vramplan.families.exaone4",
+    "llava": "vramplan.families.llava",
 
     # -- other --
 
@@ -64,6 +65,7 @@ MODEL_TYPES: dict[str, str] = {
     "mistral3": "mistral3",
     "cohere2": "cohere2",
     "exaone4": "exaone4",
+    "llava": "llava",  # Pixtral tower only; other LLaVA towers are refused by the module
 
     # -- other --
 
@@ -87,6 +89,7 @@ ARCHITECTURES: dict[str, str] = {
     "Mistral3ForConditionalGeneration": "mistral3",
     "Cohere2ForCausalLM": "cohere2",
     "Exaone4ForCausalLM": "exaone4",
+    "LlavaForConditionalGeneration": "llava",
 
     # -- other --
 

@@ -34,10 +34,14 @@ HANDLES = frozenset({"vision", "sliding_window"})
 
 # text model_type -> (its config class, class defaults of the keys that size or window it)
 TEXT_DEFAULTS: dict[str, tuple[str, dict[str, object]]] = {
-    "mistral": ("MistralConfig", {"sliding_window": 4096, "num_key_value_heads": 8,
-                                  "max_position_embeddings": 131072}),
-    "ministral3": ("Ministral3Config", {"sliding_window": None, "num_key_value_heads": 8,
-                                        "head_dim": 128, "max_position_embeddings": 262144}),
+    "mistral": ("MistralConfig", {
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336,
+        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "max_position_embeddings": 131072, "sliding_window": 4096}),
+    "ministral3": ("Ministral3Config", {
+        "vocab_size": 131072, "hidden_size": 4096, "intermediate_size": 14336,
+        "num_hidden_layers": 34, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "head_dim": 128, "max_position_embeddings": 262144, "sliding_window": None}),
 }
 # Mistral3Config.sub_configs_defaults["vision_config"].init_kwargs (used when vision_config is
 # absent altogether).
@@ -54,17 +58,24 @@ def feature_layers(cfg: Mapping[str, Any], default: int) -> int:
     return 1
 
 
-def spec(cfg: Mapping[str, Any], model_id: str,
-         extra_quant: Mapping[str, Any] | None) -> ModelSpec:
+def text_spec(cfg: Mapping[str, Any], model_id: str, extra_quant: Mapping[str, Any] | None, *,
+              family: str, tie_class_default: bool) -> ModelSpec:
+    """The Mistral / Ministral 3 text model nested in ``text_config`` of a composite config.
+
+    Absent text keys take the text class's defaults (``TEXT_DEFAULTS``); the tie flag follows
+    ``composite_tie``. The checkpoint prefix is ``language_model.model`` and the head
+    ``language_model.lm_head``.
+    """
     tc = cfg.get("text_config")
     if not isinstance(tc, Mapping):
         raise ConfigError("config.json text_config", "is missing",
-                          "a mistral3 config nests its language model in text_config")
+                          f"a {cfg.get('model_type')} config nests its language model in "
+                          "text_config")
     text_type = str(tc.get("model_type", "mistral"))
     if text_type not in TEXT_DEFAULTS:
         raise ConfigError("config.json text_config.model_type",
-                          f"{text_type!r} is not a text model vramplan reads under mistral3",
-                          f"use one of {', '.join(TEXT_DEFAULTS)}")
+                          f"{text_type!r} is not a text model vramplan reads under "
+                          f"{cfg.get('model_type')}", f"use one of {', '.join(TEXT_DEFAULTS)}")
     cls, defaults = TEXT_DEFAULTS[text_type]
     cfg2, notes = with_defaults(cfg, defaults, f"transformers 5.25.0 {cls}",
                                 keep_null=frozenset({"sliding_window"}))
@@ -81,29 +92,33 @@ def spec(cfg: Mapping[str, Any], model_id: str,
     window = hf_config.read_opt_int(text, "sliding_window")
 
     def layer_fn(t: Mapping[str, Any], i: int) -> LayerSpec:
-        attn = hf_config.attention_spec(t, "mistral3", kinds[i], heads, kv_heads, head_dim,
+        attn = hf_config.attention_spec(t, family, kinds[i], heads, kv_heads, head_dim,
                                         window, None)
         return LayerSpec(index=i, attention=attn,
                          mlp=hf_config.core_mlp(t, "llama", text_type, i, n_layers))
 
-    tie, tie_notes = composite_tie(cfg, class_default=True, text_default=False,
-                                   model_type="mistral3")
-    notes += tie_notes
-    s = hf_config.generic_spec(cfg2, model_id, extra_quant, model_type=text_type,
-                               family="mistral3", notes=notes, layer_fn=layer_fn)
+    tie, tie_notes = composite_tie(cfg, class_default=tie_class_default, text_default=False,
+                                   model_type=str(cfg.get("model_type")))
+    s = hf_config.generic_spec(cfg2, model_id, extra_quant, model_type=text_type, family=family,
+                               notes=notes + tie_notes, layer_fn=layer_fn)
+    return dataclasses.replace(s, tie_word_embeddings=tie, attention_bias=False, mlp_bias=False,
+                               prefix="language_model.model",
+                               lm_head_name="language_model.lm_head")
+
+
+def spec(cfg: Mapping[str, Any], model_id: str,
+         extra_quant: Mapping[str, Any] | None) -> ModelSpec:
+    s = text_spec(cfg, model_id, extra_quant, family="mistral3", tie_class_default=True)
     vc = cfg.get("vision_config")
     vnotes: list[str] = []
     if vc is None:
         vc = dict(MISTRAL3_VISION)
         vnotes.append("vision_config absent: Mistral3Config's default Pixtral tower")
     merge = hf_config.read_int(cfg, "spatial_merge_size", 2)
-    tower, more = pixtral_tower(vc, projector="mistral3", text_hidden=hidden, merge=merge,
+    tower, more = pixtral_tower(vc, projector="mistral3", text_hidden=s.hidden_size, merge=merge,
                                 feature_layers=feature_layers(cfg, -1),
                                 bias=bool(cfg.get("multimodal_projector_bias", False)))
-    return dataclasses.replace(s, tie_word_embeddings=tie, attention_bias=False, mlp_bias=False,
-                               prefix="language_model.model",
-                               lm_head_name="language_model.lm_head", towers=(tower,),
-                               notes=(*s.notes, *vnotes, *more))
+    return dataclasses.replace(s, towers=(tower,), notes=(*s.notes, *vnotes, *more))
 
 
 def tensors(spec: ModelSpec) -> tuple[list[TensorGroup], list[TensorGroup]]:
