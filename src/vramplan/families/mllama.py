@@ -126,6 +126,11 @@ def spec(cfg: Mapping[str, Any], model_id: str,
     if text.get("tie_word_embeddings") or cfg.get("tie_word_embeddings"):
         notes.append("tie_word_embeddings ignored: Mllama's embedding has vocab_size + 8 rows "
                      "and lm_head is never tied (MllamaForConditionalGeneration)")
+    # vLLM served Mllama only on its V0 engine; V0 encoder-decoder support was removed
+    # (vllm-project/vllm PR #24907, merged 2025-09-15: Whisper is the one encoder-decoder model
+    # left).
+    notes.append("vLLM releases after the V0 engine's removal (PR #24907, Sept 2025) do not "
+                 "serve Mllama; transformers and SGLang do")
     cfg3 = dict(cfg2)
     cfg3["text_config"] = {**text, "tie_word_embeddings": False}
     s = hf_config.generic_spec(cfg3, model_id, extra_quant, model_type="mllama", family="mllama",
