@@ -150,6 +150,14 @@ def test_olmo3_sliding_layers_default() -> None:
     assert kv.kv_cache_bytes(spec, 8192, 1, "bf16") == 8192 * 131_072 + 1_610_612_736
 
 
+def test_olmo3_renamed_model_type_recovered_by_architecture() -> None:
+    cfg = shared("allenai__Olmo-3-7B-Instruct")
+    cfg["model_type"] = "olmo3_custom"
+    spec = spec_from_config(cfg)
+    assert (spec.model_type, kv.summarize(spec, "bf16").windowed_layers) == ("olmo3", 24)
+    assert build_inventory(spec).params_total == 7_298_011_136
+
+
 def test_olmo3_null_window_is_full() -> None:
     cfg = shared("allenai__Olmo-3-7B-Instruct")
     cfg["sliding_window"] = None

@@ -32,6 +32,7 @@ ARCHITECTURES = ("Olmo2ForCausalLM", "Olmo3ForCausalLM")
 # has no windowed layers).
 HANDLES = frozenset({"sliding_window", "layer_types"})
 
+_ARCH_TYPES = {"Olmo2ForCausalLM": "olmo2", "Olmo3ForCausalLM": "olmo3"}
 _DEFAULTS: dict[str, dict[str, object]] = {
     "olmo2": {"tie_word_embeddings": False, "max_position_embeddings": 2048},
     "olmo3": {"tie_word_embeddings": False, "max_position_embeddings": 2048,
@@ -60,8 +61,14 @@ def spec(cfg: Mapping[str, Any], model_id: str,
          extra_quant: Mapping[str, Any] | None) -> ModelSpec:
     text0 = hf_config.text_config(cfg)
     model_type = str(text0.get("model_type") or cfg.get("model_type"))
-    if model_type not in _DEFAULTS:
-        model_type = "olmo3" if cfg.get("architectures") == ["Olmo3ForCausalLM"] else "olmo2"
+    archs = cfg.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and archs else None
+    # the class named in architectures decides (a config renamed to an unknown model_type is
+    # recovered as "olmo2", the registry's first type of this family)
+    if arch in _ARCH_TYPES:
+        model_type = _ARCH_TYPES[arch]
+    elif model_type not in _DEFAULTS:
+        model_type = "olmo2"
     cfg2, notes = with_defaults(cfg, _DEFAULTS[model_type],
                                 f"transformers 5.25.0 {model_type.capitalize()}Config",
                                 keep_null=frozenset({"sliding_window"}))
