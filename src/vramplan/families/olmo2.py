@@ -105,12 +105,6 @@ def spec(cfg: Mapping[str, Any], model_id: str,
 
     s = hf_config.generic_spec(cfg2, model_id, extra_quant, model_type=model_type,
                                family="olmo2", notes=notes, layer_fn=layer_fn)
-    if s.torch_dtype == "float32":
-        # OLMo-2-0325-32B ships float32 weights. vLLM --dtype auto downcasts a float32 config
-        # to the platform's first dtype, bfloat16 on CUDA (vllm/config/model.py
-        # _resolve_auto_dtype, "Downcast for float32 models").
-        s = dataclasses.replace(s, notes=(*s.notes, "torch_dtype float32: the checkpoint is "
-                                          "fp32; vLLM --dtype auto serves it in bfloat16"))
     bias = bool(text.get("attention_bias", False))
     # o_proj has a bias too when attention_bias (Olmo2Attention); the MLP never has one.
     return dataclasses.replace(s, attention_bias=bias, attention_out_bias=bias, mlp_bias=False,
