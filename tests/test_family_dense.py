@@ -221,6 +221,21 @@ def test_mllama_tensors() -> None:
     assert not spec.tie_word_embeddings
 
 
+def test_mllama_text_only_causal_lm() -> None:
+    """MllamaForCausalLM (the text_config alone): transformers 5.25 counts 9,775,192,080 (the
+    text part of the 11B); no tower, cross layers hold no image tokens, names model.* / lm_head.
+    """
+    cfg = dict(shared("meta-llama__Llama-3.2-11B-Vision")["text_config"])
+    cfg["architectures"] = ["MllamaForCausalLM"]
+    spec = spec_from_config(cfg)
+    inv = build_inventory(spec)
+    assert inv.params_total == inv.params_text == 9_775_192_080
+    assert not spec.towers
+    assert {layer.attention.encoder_tokens for layer in spec.layers} == {0}
+    names = {t.name for t in inv.tensors}
+    assert {"model.embed_tokens.weight", "lm_head.weight"} <= names
+
+
 def test_mistral3_kv_and_tower() -> None:
     """40 layers, 8 KV heads, head_dim 128 (from the config; hidden/heads would be 160), bf16:
     2 * 8 * 128 * 2 = 4,096 B per layer; * 40 = 163,840 B per token (sliding_window null: all

@@ -62,6 +62,7 @@ MODEL_TYPES: dict[str, str] = {
     "olmo2": "olmo2",
     "olmo3": "olmo2",
     "mllama": "mllama",
+    "mllama_text_model": "mllama",
     "mistral3": "mistral3",
     "cohere2": "cohere2",
     "exaone4": "exaone4",
@@ -86,6 +87,7 @@ ARCHITECTURES: dict[str, str] = {
     "Olmo2ForCausalLM": "olmo2",
     "Olmo3ForCausalLM": "olmo2",
     "MllamaForConditionalGeneration": "mllama",
+    "MllamaForCausalLM": "mllama",
     "Mistral3ForConditionalGeneration": "mistral3",
     "Cohere2ForCausalLM": "cohere2",
     "Exaone4ForCausalLM": "exaone4",
@@ -106,7 +108,7 @@ TOWER_MODULES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
-    "mllama_vision": "vramplan.families.mllama",
+    "mllama_vision": "vramplan.families.towers_mllama",
     "pixtral": "vramplan.families.towers_pixtral",
 
     # -- other --

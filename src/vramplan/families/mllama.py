@@ -16,6 +16,8 @@ Text model (``num_hidden_layers`` layers in all):
   ``max_num_tiles * ((image_size // patch_size)**2 + 1)`` tokens per image (4 * 1025 = 4100 for
   the 11B/90B configs), as ``_prepare_static_cache`` allocates it;
 * every other layer is a Llama self-attention layer;
+* a top-level ``mllama_text_model`` config is MllamaForCausalLM: the same text model under
+  ``model.*`` / ``lm_head``, no tower, cross-attention layers holding no image tokens;
 * ``embed_tokens`` has ``vocab_size + 8`` rows (image and padding tokens); ``lm_head`` has
   ``vocab_size`` rows and is never tied (MllamaForConditionalGeneration has no tied keys).
 head_dim is ``hidden_size // num_attention_heads`` in both attentions.
@@ -33,12 +35,12 @@ from typing import Any
 
 from vramplan.errors import ConfigError
 from vramplan.families._dense import decoder_tensors, with_defaults
-from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _layer, _lin, _vec
+from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _layer, _vec
 from vramplan.model import hf_config
 from vramplan.model.spec import AttentionSpec, LayerSpec, ModelSpec, TowerSpec, freeze
 
-MODEL_TYPES = ("mllama",)  # text-only MllamaForCausalLM configs are not read
-ARCHITECTURES = ("MllamaForConditionalGeneration",)
+MODEL_TYPES = ("mllama", "mllama_text_model")
+ARCHITECTURES = ("MllamaForConditionalGeneration", "MllamaForCausalLM")
 HANDLES = frozenset({"cross_attention", "vision"})
 
 _TEXT_SOURCE = "transformers 5.25.0 MllamaTextConfig"
@@ -95,8 +97,17 @@ def spec(cfg: Mapping[str, Any], model_id: str,
          extra_quant: Mapping[str, Any] | None) -> ModelSpec:
     cfg2, notes = with_defaults(cfg, _TEXT_DEFAULTS, _TEXT_SOURCE)
     text = hf_config.text_config(cfg2)
-    vc, vnotes = _vision_config(cfg)
-    notes += vnotes
+    # A top-level MllamaTextConfig is MllamaForCausalLM: the text model alone (model.*,
+    # lm_head), no tower, so its cross-attention layers never receive image states.
+    text_only = cfg.get("model_type") == "mllama_text_model" or (
+        cfg.get("architectures") == ["MllamaForCausalLM"] and "text_config" not in cfg)
+    if text_only:
+        vc: dict[str, Any] = {}
+        notes.append("MllamaForCausalLM (text only): no vision tower; the cross-attention "
+                     "layers are loaded but hold no image tokens")
+    else:
+        vc, vnotes = _vision_config(cfg)
+        notes += vnotes
     n_layers = hf_config.read_int(text, "num_hidden_layers")
     hidden = hf_config.read_int(text, "hidden_size")
     heads = hf_config.read_int(text, "num_attention_heads")
@@ -111,7 +122,7 @@ def spec(cfg: Mapping[str, Any], model_id: str,
         raise ConfigError("config.json text_config.cross_attention_layers",
                           f"lists a layer beyond the {n_layers} layers",
                           "use indices below num_hidden_layers")
-    enc = image_tokens(vc)
+    enc = 0 if text_only else image_tokens(vc)
 
     def layer_fn(t: Mapping[str, Any], i: int) -> LayerSpec:
         mlp = hf_config.core_mlp(t, "llama", "mllama", i, n_layers)
@@ -132,17 +143,23 @@ def spec(cfg: Mapping[str, Any], model_id: str,
     notes.append("vLLM releases after the V0 engine's removal (PR #24907, Sept 2025) do not "
                  "serve Mllama; transformers and SGLang do")
     cfg3 = dict(cfg2)
-    cfg3["text_config"] = {**text, "tie_word_embeddings": False}
+    if text_only:
+        cfg3["tie_word_embeddings"] = False
+    else:
+        cfg3["text_config"] = {**text, "tie_word_embeddings": False}
     s = hf_config.generic_spec(cfg3, model_id, extra_quant, model_type="mllama", family="mllama",
                                notes=notes, layer_fn=layer_fn)
+    params = (("cross_attention_layers", tuple(sorted(cross))), ("image_tokens", enc))
+    if text_only:
+        return dataclasses.replace(s, tie_word_embeddings=False, attention_bias=False,
+                                   mlp_bias=False, family_params=params)
     vc["text_hidden_size"] = hidden
     tower = TowerSpec(kind="vision", model_type=str(vc.get("model_type", "mllama_vision_model")),
                       family="mllama_vision", config=_tower_items(vc), tokens_per_item=1)
     return dataclasses.replace(s, tie_word_embeddings=False, attention_bias=False,
                                mlp_bias=False, prefix="language_model.model",
                                lm_head_name="language_model.lm_head", towers=(tower,),
-                               family_params=(("cross_attention_layers", tuple(sorted(cross))),
-                                              ("image_tokens", enc)))
+                               family_params=params)
 
 
 def _tower_items(vc: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
@@ -178,70 +195,3 @@ def _text_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]
 def tensors(spec: ModelSpec) -> tuple[list[TensorGroup], list[TensorGroup]]:
     """Embed ``[vocab + 8, hidden]``, self/cross layers, final norm, lm_head ``[vocab, hidden]``."""
     return decoder_tensors(spec, _text_layer, embed_rows=spec.vocab_size + 8), []
-
-
-def _vision_layer(p: str, d: int, inter: int, gated: bool) -> list[TensorGroup]:
-    """MllamaVisionEncoderLayer: bias-free q/k/v/o, fc1/fc2 with biases, two LayerNorms (weight +
-    bias), and in the global transformer the scalar gates ``gate_attn`` / ``gate_ffn``."""
-    out = [_lin(f"{p}.self_attn.{n}.weight", d, d, "vision", None, "replicated")
-           for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
-    out += [_lin(f"{p}.mlp.fc1.weight", inter, d, "vision", None, "replicated"),
-            _vec(f"{p}.mlp.fc1.bias", inter, "vision", None),
-            _lin(f"{p}.mlp.fc2.weight", d, inter, "vision", None, "replicated"),
-            _vec(f"{p}.mlp.fc2.bias", d, "vision", None)]
-    for ln in ("input_layernorm", "post_attention_layernorm"):
-        out += [_vec(f"{p}.{ln}.weight", d, "vision", None), _vec(f"{p}.{ln}.bias", d, "vision",
-                                                                   None)]
-    if gated:
-        out += [_vec(f"{p}.gate_attn", 1, "vision", None), _vec(f"{p}.gate_ffn", 1, "vision", None)]
-    return out
-
-
-def tower_tensors(tower: TowerSpec, spec: ModelSpec) -> list[TensorGroup]:
-    """MllamaVisionModel + multi_modal_projector, checkpoint names ``vision_model.*``.
-
-    patch_embedding ``[d, C, p, p]`` (Conv2d, no bias); class_embedding ``[d]``;
-    gated_positional_embedding: ``embedding [P, d]``, ``gate [1]``,
-    ``tile_embedding.weight [A + 1, tiles * P * d]``; pre/post_tile_positional_embedding:
-    ``embedding.weight [A + 1, tiles * d]``, ``gate [1]``; layernorm_pre/post (weight + bias);
-    ``num_hidden_layers`` plain encoder layers and ``num_global_layers`` gated ones; projector
-    ``[text_hidden, vision_output_dim]`` + bias. P = (image_size // patch_size)**2 + 1 patches per
-    tile, A = len(supported_aspect_ratios) (``max_aspect_ratio_id``).
-    """
-    c = dict(tower.config)
-
-    def num(key: str) -> int:
-        val = c[key]
-        assert isinstance(val, int)
-        return val
-
-    d, inter, ch, patch = num("hidden_size"), num("intermediate_size"), num("num_channels"), \
-        num("patch_size")
-    tiles = num("max_num_tiles")
-    ratios = c["supported_aspect_ratios"]
-    assert isinstance(ratios, tuple)
-    n_ar = len(ratios) + 1
-    n_patches = (num("image_size") // patch) ** 2 + 1
-    p = "vision_model"
-    out = [TensorGroup(f"{p}.patch_embedding.weight", (d, ch, patch, patch), "vision", None),
-           _vec(f"{p}.class_embedding", d, "vision", None),
-           TensorGroup(f"{p}.gated_positional_embedding.embedding", (n_patches, d), "vision",
-                       None),
-           _vec(f"{p}.gated_positional_embedding.gate", 1, "vision", None),
-           TensorGroup(f"{p}.gated_positional_embedding.tile_embedding.weight",
-                       (n_ar, tiles * n_patches * d), "vision", None)]
-    for name in ("pre_tile_positional_embedding", "post_tile_positional_embedding"):
-        out += [TensorGroup(f"{p}.{name}.embedding.weight", (n_ar, tiles * d), "vision", None),
-                _vec(f"{p}.{name}.gate", 1, "vision", None)]
-    for ln in ("layernorm_pre", "layernorm_post"):
-        out += [_vec(f"{p}.{ln}.weight", d, "vision", None),
-                _vec(f"{p}.{ln}.bias", d, "vision", None)]
-    for j in range(num("num_hidden_layers")):
-        out += _vision_layer(f"{p}.transformer.layers.{j}", d, inter, gated=False)
-    for j in range(num("num_global_layers")):
-        out += _vision_layer(f"{p}.global_transformer.layers.{j}", d, inter, gated=True)
-    th = num("text_hidden_size")
-    out += [_lin("multi_modal_projector.weight", th, num("vision_output_dim"), "vision", None,
-                 "replicated"),
-            _vec("multi_modal_projector.bias", th, "vision", None)]
-    return out
