@@ -163,9 +163,13 @@ def spec(cfg: Mapping[str, Any], model_id: str,
 
 
 def _tower_items(vc: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
-    """The tower's config keys that size tensors, frozen (label maps etc. dropped)."""
+    """The tower's config keys that size tensors, frozen (label maps etc. dropped), with
+    ``num_attention_heads`` aliasing ``attention_heads``."""
     keep = set(VISION_DEFAULTS) | {"model_type", "text_hidden_size"}
-    frozen = freeze({k: v for k, v in vc.items() if k in keep})
+    items = {k: v for k, v in vc.items() if k in keep}
+    # the engines' tower code reads num_attention_heads (MllamaVisionConfig.attribute_map)
+    items["num_attention_heads"] = items["attention_heads"]
+    frozen = freeze(items)
     assert isinstance(frozen, tuple)
     return frozen
 
