@@ -38,6 +38,13 @@ FAMILY_MODULES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
+    "smollm3": "vramplan.families.smollm3",
+    "olmo2": "vramplan.families.olmo2",
+    "mllama": "vramplan.families.mllama",
+    "mistral3": "vramplan.families.mistral3",
+    "cohere2": "vramplan.families.cohere2",
+    "exaone4": "vramplan.families.exaone4",
+    "llava": "vramplan.families.llava",
 
     # -- other --
 
@@ -60,6 +67,15 @@ MODEL_TYPES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
+    "smollm3": "smollm3",
+    "olmo2": "olmo2",
+    "olmo3": "olmo2",
+    "mllama": "mllama",
+    "mllama_text_model": "mllama",
+    "mistral3": "mistral3",
+    "cohere2": "cohere2",
+    "exaone4": "exaone4",
+    "llava": "llava",  # Pixtral tower only; other LLaVA towers are refused by the module
 
     # -- other --
 
@@ -82,6 +98,15 @@ ARCHITECTURES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
+    "SmolLM3ForCausalLM": "smollm3",
+    "Olmo2ForCausalLM": "olmo2",
+    "Olmo3ForCausalLM": "olmo2",
+    "MllamaForConditionalGeneration": "mllama",
+    "MllamaForCausalLM": "mllama",
+    "Mistral3ForConditionalGeneration": "mistral3",
+    "Cohere2ForCausalLM": "cohere2",
+    "Exaone4ForCausalLM": "exaone4",
+    "LlavaForConditionalGeneration": "llava",
 
     # -- other --
 
@@ -103,6 +128,8 @@ TOWER_MODULES: dict[str, str] = {
     # -- moe_mla --
 
     # -- dense --
+    "mllama_vision": "vramplan.families.towers_mllama",
+    "pixtral": "vramplan.families.towers_pixtral",
 
     # -- other --
 

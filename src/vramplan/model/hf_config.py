@@ -348,6 +348,9 @@ def generic_spec(cfg: Mapping[str, Any], model_id: str = "local",
     if model_type == "qwen3_next":
         mtp = 1  # Qwen3-Next checkpoints ship one mtp.* block (not in config.json)
     vision = _vision(cfg) if top_type == "llama4" else None
+    if top_type == "llama4" and cfg.get("vision_config") is None:
+        notes.append("vision_config absent: transformers builds Llama4VisionConfig's default tower "
+                     "(768 wide, 34 layers) for Llama4ForConditionalGeneration; counted as such")
 
     spec = ModelSpec(
         model_id=model_id,
@@ -519,8 +522,20 @@ def _mlp(text: Mapping[str, Any], family: str, model_type: str, i: int, n_layers
     )
 
 
+# Llama4VisionConfig class defaults (transformers 5.25.0 models/llama4/configuration_llama4.py):
+# Llama4Config builds this tower when vision_config is absent.
+LLAMA4_VISION_DEFAULTS: dict[str, Any] = {
+    "model_type": "llama4_vision_model", "hidden_size": 768, "intermediate_size": 5632,
+    "num_hidden_layers": 34, "num_attention_heads": 16, "patch_size": 14, "image_size": 448,
+    "num_channels": 3, "projector_input_dim": 4096, "projector_output_dim": 4096,
+    "vision_output_dim": 7680,
+}
+
+
 def _vision(cfg: Mapping[str, Any]) -> VisionSpec | None:
     vc = cfg.get("vision_config")
+    if vc is None and cfg.get("model_type") == "llama4":
+        vc = LLAMA4_VISION_DEFAULTS
     if not isinstance(vc, Mapping):
         return None
     text = _text_config(cfg)

@@ -1,0 +1,88 @@
+"""Helpers shared by the dense decoder families (smollm3, olmo2/olmo3, mllama, mistral3, ...).
+
+Class defaults: each family fills the keys its transformers configuration class defaults (when a
+config omits them) through ``with_defaults`` so that ``hf_config.generic_spec`` reads the same
+values transformers would, and the spec's notes say which defaults were taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vramplan.inventory import TensorGroup, _vec
+from vramplan.model.spec import LayerSpec, ModelSpec
+
+LayerTensors = Callable[[ModelSpec, str, LayerSpec], list[TensorGroup]]
+
+
+def with_defaults(cfg: Mapping[str, Any], defaults: Mapping[str, object], source: str, *,
+                  keep_null: frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+    """``cfg`` with the text config's absent (or null) keys set to the class ``defaults``.
+
+    A key in ``keep_null`` keeps an explicit null (transformers then sees None, e.g. no window).
+    The text config is ``cfg["text_config"]`` for a composite (multimodal) config, else ``cfg``.
+    Returns the new config and one note per default taken, naming ``source`` (the transformers
+    configuration file the defaults come from).
+    """
+    out = dict(cfg)
+    nested = isinstance(cfg.get("text_config"), Mapping)
+    text = dict(cfg["text_config"]) if nested else out
+    notes: list[str] = []
+    for key, val in defaults.items():
+        if key not in text or (text[key] is None and key not in keep_null):
+            text[key] = val
+            notes.append(f"{key} absent: {val!r} ({source} default)")
+    if nested:
+        out["text_config"] = text
+    return out, notes
+
+
+def composite_tie(cfg: Mapping[str, Any], class_default: bool, text_default: bool,
+                  model_type: str) -> tuple[bool, list[str]]:
+    """tie_word_embeddings of a composite (text + tower) config.
+
+    transformers 5.25.0 ties ``lm_head`` to the text embedding by the TOP-LEVEL config's
+    ``tie_word_embeddings`` (modeling_utils.py ``get_expanded_tied_weights_keys`` reads
+    ``self.config.tie_word_embeddings``; the ForConditionalGeneration's config is the composite
+    one). An explicit top-level key therefore wins. When it is absent, the text config's key
+    (or the text class default) is used: that is what the engines read (vLLM builds the text
+    model from ``text_config``) and what the published checkpoints store; a note says where
+    transformers' own class default (``class_default``) would differ.
+    """
+    notes: list[str] = []
+    top = cfg.get("tie_word_embeddings")
+    tc = cfg.get("text_config")
+    text_val = tc.get("tie_word_embeddings") if isinstance(tc, Mapping) else None
+    if top is not None:
+        if text_val is not None and bool(text_val) != bool(top):
+            notes.append(f"tie_word_embeddings: top level {bool(top)} overrides text_config "
+                         f"{bool(text_val)} (transformers 5.25 ties by the top-level key; an "
+                         "engine that reads text_config would load a separate lm_head)")
+        return bool(top), notes
+    tie = bool(text_val) if text_val is not None else text_default
+    if tie != class_default:
+        notes.append(f"tie_word_embeddings absent at the top level: read {tie} from the text "
+                     f"config (transformers' {model_type} class default is {class_default})")
+    return tie, notes
+
+
+def decoder_tensors(spec: ModelSpec, layer_tensors: LayerTensors, *,
+                    embed_rows: int | None = None) -> list[TensorGroup]:
+    """Embedding, every decoder layer, final norm and (untied) lm_head in checkpoint naming.
+
+    ``{prefix}.embed_tokens.weight [embed_rows or vocab, hidden]``, ``layer_tensors`` per layer
+    under ``{prefix}.layers.{i}``, ``{prefix}.norm.weight [hidden]``,
+    ``{lm_head_name}.weight [vocab, hidden]`` unless tied.
+    """
+    h, v = spec.hidden_size, spec.vocab_size
+    pre = spec.prefix
+    out = [TensorGroup(f"{pre}.embed_tokens.weight", (embed_rows or v, h), "embedding", None,
+                       "vocab")]
+    for layer in spec.layers:
+        out += layer_tensors(spec, f"{pre}.layers.{layer.index}", layer)
+    out.append(_vec(f"{pre}.norm.weight", h, "norm", None))
+    if not spec.tie_word_embeddings:
+        out.append(TensorGroup(f"{spec.lm_head_name}.weight", (v, h), "lm_head", None, "vocab",
+                               linear=True))
+    return out

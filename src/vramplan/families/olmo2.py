@@ -1,0 +1,128 @@
+"""OLMo 2 and Olmo 3 (allenai): post-norm decoders with full-width q/k RMSNorm.
+
+Source: transformers 5.25.0 ``models/olmo2/{configuration,modeling}_olmo2.py`` (Olmo2Config,
+Olmo2Attention, Olmo2DecoderLayer) and ``models/olmo3/{configuration,modeling}_olmo3.py``
+(Olmo3Config, Olmo3Attention).
+
+Per layer:
+  ``self_attn.{q,k,v,o}_proj`` (bias on all four when ``attention_bias``);
+  ``self_attn.q_norm [heads*head_dim]`` and ``self_attn.k_norm [kv_heads*head_dim]``: one RMSNorm
+  over the whole projection, not per head;
+  ``post_attention_layernorm`` and ``post_feedforward_layernorm`` (norm after each block, no
+  ``input_layernorm``); gated MLP without biases.
+Olmo 3 adds sliding-window layers: ``layer_types`` defaults (Olmo3Config.__post_init__) to
+``sliding_attention`` unless ``(i + 1) % 4 == 0``, ``sliding_window`` to 4096.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from vramplan.errors import ConfigError
+from vramplan.families._dense import decoder_tensors, with_defaults
+from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _vec
+from vramplan.model import hf_config
+from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
+
+MODEL_TYPES = ("olmo2", "olmo3")
+ARCHITECTURES = ("Olmo2ForCausalLM", "Olmo3ForCausalLM")
+# Olmo 3's windowed layers; an olmo2 config carrying these keys is refused in ``spec`` (OLMo 2
+# has no windowed layers).
+HANDLES = frozenset({"sliding_window", "layer_types"})
+
+_ARCH_TYPES = {"Olmo2ForCausalLM": "olmo2", "Olmo3ForCausalLM": "olmo3"}
+_DEFAULTS: dict[str, dict[str, object]] = {
+    "olmo2": {"tie_word_embeddings": False, "max_position_embeddings": 2048},
+    "olmo3": {"tie_word_embeddings": False, "max_position_embeddings": 2048,
+              "sliding_window": 4096},
+}
+
+
+def olmo3_layer_types(text: Mapping[str, Any], n_layers: int) -> list[str]:
+    """Olmo3Config.__post_init__: ``sliding_attention if (i + 1) % 4 != 0 else full_attention``
+    when ``layer_types`` is omitted."""
+    types = text.get("layer_types")
+    if types is None:
+        return ["sliding_attention" if (i + 1) % 4 != 0 else "full_attention"
+                for i in range(n_layers)]
+    if not isinstance(types, list) or len(types) != n_layers:
+        raise ConfigError("config.json layer_types", f"must list {n_layers} layer types",
+                          "make layer_types as long as num_hidden_layers")
+    for t in types:
+        if t not in ("full_attention", "sliding_attention"):
+            raise ConfigError("config.json layer_types", f"unknown layer type {t!r}",
+                              "use full_attention or sliding_attention")
+    return [str(t) for t in types]
+
+
+def spec(cfg: Mapping[str, Any], model_id: str,
+         extra_quant: Mapping[str, Any] | None) -> ModelSpec:
+    text0 = hf_config.text_config(cfg)
+    model_type = str(text0.get("model_type") or cfg.get("model_type"))
+    archs = cfg.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and archs else None
+    # the class named in architectures decides (a config renamed to an unknown model_type is
+    # recovered as "olmo2", the registry's first type of this family)
+    if arch in _ARCH_TYPES:
+        model_type = _ARCH_TYPES[arch]
+    elif model_type not in _DEFAULTS:
+        model_type = "olmo2"
+    cfg2, notes = with_defaults(cfg, _DEFAULTS[model_type],
+                                f"transformers 5.25.0 {model_type.capitalize()}Config",
+                                keep_null=frozenset({"sliding_window"}))
+    text = hf_config.text_config(cfg2)
+    n_layers = hf_config.read_int(text, "num_hidden_layers")
+    hidden = hf_config.read_int(text, "hidden_size")
+    heads = hf_config.read_int(text, "num_attention_heads")
+    kv_heads = hf_config.read_int(text, "num_key_value_heads", heads)
+    head_dim = hf_config.read_int(text, "head_dim") if text.get("head_dim") is not None \
+        else hidden // heads
+    window = hf_config.read_opt_int(text, "sliding_window")
+    if model_type == "olmo2":
+        if text.get("layer_types") is not None or window is not None:
+            raise ConfigError("config.json sliding_window / layer_types",
+                              "OLMo 2 has no sliding-window layers (Olmo2Config)",
+                              "use model_type olmo3 for a windowed OLMo, or drop the keys")
+        kinds: list[AttnKind] = ["full"] * n_layers
+    else:
+        types = olmo3_layer_types(text, n_layers)
+        if text.get("layer_types") is None:
+            notes.append("layer_types absent: Olmo3Config default, sliding_attention except "
+                         "every 4th layer (full_attention)")
+        kinds = ["sliding" if t == "sliding_attention" and window is not None else "full"
+                 for t in types]
+        if "sliding_attention" in types and window is None:
+            notes.append("sliding_window is null: the sliding_attention layers attend over the "
+                         "whole context (Olmo3Attention.sliding_window = None)")
+
+    def layer_fn(t: Mapping[str, Any], i: int) -> LayerSpec:
+        attn = hf_config.attention_spec(t, model_type, kinds[i], heads, kv_heads, head_dim,
+                                        window, None)
+        return LayerSpec(index=i, attention=attn,
+                         mlp=hf_config.core_mlp(t, "llama", model_type, i, n_layers))
+
+    s = hf_config.generic_spec(cfg2, model_id, extra_quant, model_type=model_type,
+                               family="olmo2", notes=notes, layer_fn=layer_fn)
+    bias = bool(text.get("attention_bias", False))
+    # o_proj has a bias too when attention_bias (Olmo2Attention); the MLP never has one.
+    return dataclasses.replace(s, attention_bias=bias, attention_out_bias=bias, mlp_bias=False,
+                               qk_norm=False)
+
+
+def _olmo_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]:
+    i, h, a = layer.index, spec.hidden_size, layer.attention
+    out = _attention(spec, f"{lp}.self_attn", i, a, "attention")
+    out += [_vec(f"{lp}.self_attn.q_norm.weight", a.num_heads * a.head_dim, "norm", i),
+            _vec(f"{lp}.self_attn.k_norm.weight", a.num_kv_heads * a.head_dim, "norm", i)]
+    out += [_vec(f"{lp}.{n}.weight", h, "norm", i)
+            for n in ("post_attention_layernorm", "post_feedforward_layernorm")]
+    out += _gated_mlp(f"{lp}.mlp", h, layer.mlp.intermediate_size, "mlp", i)
+    return out
+
+
+def tensors(spec: ModelSpec) -> tuple[list[TensorGroup], list[TensorGroup]]:
+    """Embed, per layer (q/k/v/o, full-width q_norm/k_norm, 2 post-norms, gated MLP), final norm,
+    lm_head unless tied."""
+    return decoder_tensors(spec, _olmo_layer), []
