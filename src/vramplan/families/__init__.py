@@ -29,6 +29,7 @@ FAMILY_MODULES: dict[str, str] = {
     # -- gemma --
 
     # -- qwen_vl --
+    "qwen_vl": "vramplan.families.qwen_vl",
 
     # -- hybrid --
 
@@ -45,6 +46,10 @@ MODEL_TYPES: dict[str, str] = {
     # -- gemma --
 
     # -- qwen_vl --
+    "qwen2_5_vl": "qwen_vl", "qwen2_5_vl_text": "qwen_vl", "qwen3_vl": "qwen_vl",
+    "qwen3_vl_text": "qwen_vl", "qwen3_vl_moe": "qwen_vl", "qwen3_vl_moe_text": "qwen_vl",
+    "qwen3_5": "qwen_vl", "qwen3_5_text": "qwen_vl", "qwen3_5_moe": "qwen_vl",
+    "qwen3_5_moe_text": "qwen_vl",
 
     # -- hybrid --
 
@@ -61,6 +66,10 @@ ARCHITECTURES: dict[str, str] = {
     # -- gemma --
 
     # -- qwen_vl --
+    "Qwen2_5_VLForConditionalGeneration": "qwen_vl", "Qwen3VLForConditionalGeneration": "qwen_vl",
+    "Qwen3VLMoeForConditionalGeneration": "qwen_vl", "Qwen3_5ForConditionalGeneration": "qwen_vl",
+    "Qwen3_5MoeForConditionalGeneration": "qwen_vl", "Qwen3_5ForCausalLM": "qwen_vl",
+    "Qwen3_5MoeForCausalLM": "qwen_vl",
 
     # -- hybrid --
 
@@ -77,6 +86,8 @@ TOWER_MODULES: dict[str, str] = {
     # -- gemma --
 
     # -- qwen_vl --
+    "qwen3_vl": "vramplan.families.towers_qwen_vl",
+    "qwen2_5_vl": "vramplan.families.towers_qwen_vl",
 
     # -- hybrid --
 
