@@ -30,6 +30,7 @@ FAMILY_MODULES: dict[str, str] = {
 
     # -- qwen_vl --
     "qwen_vl": "vramplan.families.qwen_vl",
+    "internvl": "vramplan.families.internvl",
 
     # -- hybrid --
 
@@ -49,7 +50,7 @@ MODEL_TYPES: dict[str, str] = {
     "qwen2_5_vl": "qwen_vl", "qwen2_5_vl_text": "qwen_vl", "qwen3_vl": "qwen_vl",
     "qwen3_vl_text": "qwen_vl", "qwen3_vl_moe": "qwen_vl", "qwen3_vl_moe_text": "qwen_vl",
     "qwen3_5": "qwen_vl", "qwen3_5_text": "qwen_vl", "qwen3_5_moe": "qwen_vl",
-    "qwen3_5_moe_text": "qwen_vl",
+    "qwen3_5_moe_text": "qwen_vl", "internvl": "internvl",
 
     # -- hybrid --
 
@@ -69,7 +70,7 @@ ARCHITECTURES: dict[str, str] = {
     "Qwen2_5_VLForConditionalGeneration": "qwen_vl", "Qwen3VLForConditionalGeneration": "qwen_vl",
     "Qwen3VLMoeForConditionalGeneration": "qwen_vl", "Qwen3_5ForConditionalGeneration": "qwen_vl",
     "Qwen3_5MoeForConditionalGeneration": "qwen_vl", "Qwen3_5ForCausalLM": "qwen_vl",
-    "Qwen3_5MoeForCausalLM": "qwen_vl",
+    "Qwen3_5MoeForCausalLM": "qwen_vl", "InternVLForConditionalGeneration": "internvl",
 
     # -- hybrid --
 
@@ -88,6 +89,7 @@ TOWER_MODULES: dict[str, str] = {
     # -- qwen_vl --
     "qwen3_vl": "vramplan.families.towers_qwen_vl",
     "qwen2_5_vl": "vramplan.families.towers_qwen_vl",
+    "internvl": "vramplan.families.internvl",
 
     # -- hybrid --
 
