@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+from vramplan.errors import InputError
 from vramplan.inventory import TensorGroup, _lin, _vec
 from vramplan.model.spec import ModelSpec, TowerSpec
 
@@ -45,9 +46,12 @@ def image_tokens(height_px: int, width_px: int, patch_size: int, merge_size: int
     excluded). Source: transformers models/qwen2_vl/image_processing_qwen2_vl.py ``smart_resize``
     @ 5.25.0 (also used by the Qwen2.5-VL, Qwen3-VL and Qwen3.5 processors).
     """
+    if min(height_px, width_px, patch_size, merge_size) <= 0:
+        raise InputError("image size", f"must be positive, got {height_px}x{width_px}",
+                         "give the image height and width in pixels")
     f = patch_size * merge_size
-    h_bar = max(f, round(height_px / f) * f)
-    w_bar = max(f, round(width_px / f) * f)
+    h_bar = round(height_px / f) * f
+    w_bar = round(width_px / f) * f
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt(height_px * width_px / max_pixels)
         h_bar = max(f, math.floor(height_px / beta / f) * f)
