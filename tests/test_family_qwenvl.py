@@ -269,3 +269,44 @@ def test_constructed_configs_name_their_source() -> None:
     for path in sorted(Path(CONSTRUCTED).glob("*.json")):
         if path.stem in {p[0] for p in PARAMS}:
             assert "transformers 5.25.0" in json.loads(path.read_text())["_vramplan_source"]
+
+
+# --- broken configs: one ConfigError line, never a crash -----------------------------------------
+
+
+def test_mutated_configs_are_ok_or_one_input_error() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from vramplan.api import estimate
+    from vramplan.errors import InputError
+
+    configs = [_cfg(p[0]) for p in PARAMS]
+    bad = st.sampled_from([None, 0, -1, 3.5, "x", [], {}, True, 1 << 40, 7, 1, [1, 2]])
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(i=st.integers(0, len(configs) - 1), part=st.sampled_from(["text", "vision", "top"]),
+           data=st.data())
+    def run(i: int, part: str, data: Any) -> None:
+        cfg = json.loads(json.dumps(configs[i]))
+        if part == "text":
+            target = cfg["text_config"] if "text_config" in cfg else cfg
+        elif part == "vision":
+            target = cfg["vision_config"]
+        else:
+            target = cfg
+        keys = sorted(target)
+        for _ in range(data.draw(st.integers(1, 3))):
+            key = data.draw(st.sampled_from(keys))
+            if data.draw(st.booleans()):
+                target.pop(key, None)
+            else:
+                target[key] = data.draw(bad)
+        try:
+            est = estimate(cfg, gpu="h100", context=1024, engine="vllm")
+        except InputError as e:
+            assert str(e) and "\n" not in str(e)
+        else:
+            assert est.weights_bytes >= 0
+
+    run()
