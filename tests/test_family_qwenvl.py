@@ -310,3 +310,40 @@ def test_mutated_configs_are_ok_or_one_input_error() -> None:
             assert est.weights_bytes >= 0
 
     run()
+
+
+def test_qwen35moe_gguf_header_reads_as_hybrid(tmp_path: Path) -> None:
+    """A llama.cpp ``qwen35moe`` GGUF (Qwen3NextModel's ssm.* keys) gives the Qwen3.5 spec.
+
+    Tiny file: 8 main blocks + 1 nextn block, n_embd 64, 4 heads / 2 KV heads of 32, GDN with
+    group_count 2 key heads of state_size 16 and time_step_rank 4 value heads (inner 64).
+    Full layers 3 and 7: KV 2 x 2 x 32 x 2 x 2 B = 512 B per token. Six GDN layers: conv 3 x
+    (2x32 + 64) = 384 + recurrent 4 x 16 x 16 = 1,024 -> 1,408 x 2 B = 2,816 B each, 16,896 B.
+    """
+    import gguf
+
+    from tests.gguf_files import Q, write_tensors
+    from vramplan.model.gguf_source import load_gguf_source
+
+    path = tmp_path / "qwen35moe-tiny.gguf"
+    w = gguf.GGUFWriter(str(path), "qwen35moe")
+    arch = "qwen35moe"
+    for key, val in {"block_count": 9, "embedding_length": 64, "attention.head_count": 4,
+                     "attention.head_count_kv": 2, "attention.key_length": 32,
+                     "attention.value_length": 32, "context_length": 4096, "expert_count": 4,
+                     "expert_used_count": 2, "expert_feed_forward_length": 16,
+                     "nextn_predict_layers": 1, "ssm.conv_kernel": 4, "ssm.state_size": 16,
+                     "ssm.group_count": 2, "ssm.time_step_rank": 4, "ssm.inner_size": 64,
+                     "full_attention_interval": 4, "vocab_size": 128}.items():
+        w.add_uint32(f"{arch}.{key}", val)
+    write_tensors(w, {"token_embd.weight": (Q.F32, (64, 128)), "output.weight": (Q.F32, (64, 128)),
+                      "output_norm.weight": (Q.F32, (64,)),
+                      "blk.7.ffn_up_shexp.weight": (Q.F32, (64, 16))})
+    spec = spec_from_config(load_gguf_source(path).config)
+    assert spec.family == "qwen_vl" and spec.num_layers == 8 and not spec.towers
+    assert [layer.attention.kind for layer in spec.layers] == ["linear"] * 3 + ["full"] + \
+        ["linear"] * 3 + ["full"]
+    assert all(layer.attention.output_gate for layer in spec.layers if layer.attention.kind == "full")
+    assert spec.layers[0].mlp.shared_intermediate_size == 16
+    s = summarize(spec, "bf16")
+    assert (s.bytes_per_token, s.state_bytes_per_sequence) == (512, 16_896)
