@@ -44,6 +44,7 @@ PARAMS = [
     ("Qwen__Qwen3.5-27B", 27_356_728_560, 26_895_998_464),
     ("Qwen__Qwen3.5-35B-A3B", 35_107_181_936, 34_660_610_688),
     ("Qwen__Qwen2.5-VL-7B-Instruct", 8_292_166_656, 7_615_616_512),
+    ("Qwen__Qwen2-VL-7B-Instruct", 8_291_375_616, 7_615_616_512),
     ("OpenGVLab__InternVL3-8B-hf", 7_944_373_760, 7_612_820_992),
 ]
 
@@ -136,6 +137,10 @@ def test_qwen2_5_vl_checkpoint_names() -> None:
     assert by["visual.merger.mlp.0.weight"].shape == (5120, 5120)  # 1280 x 2^2
     assert by["visual.blocks.31.mlp.gate_proj.bias"].shape == (3420,)
     assert by["visual.patch_embed.proj.weight"].shape == (1280, 3, 2, 14, 14)
+    q2 = {t.name: t for t in build_inventory(_spec("Qwen__Qwen2-VL-7B-Instruct")).tensors}
+    assert q2["visual.blocks.0.mlp.fc1.weight"].shape == (5120, 1280)  # embed_dim x mlp_ratio 4
+    assert q2["visual.merger.ln_q.bias"].shape == (1280,)  # LayerNorm (Qwen2.5-VL: RMSNorm)
+    assert q2["visual.merger.mlp.2.weight"].shape == (3584, 5120)
 
 
 # --- KV cache (bf16, 2 bytes per element, one TP rank) -------------------------------------------
@@ -179,6 +184,7 @@ def test_kv_qwen3_5_35b_a3b() -> None:
 @pytest.mark.parametrize(("stem", "per_token"), [
     ("Qwen__Qwen3-VL-30B-A3B-Instruct", 98_304),  # 48 x 4 x 128 x 2 x 2 B
     ("Qwen__Qwen2.5-VL-7B-Instruct", 57_344),  # 28 x 4 x 128 x 2 x 2 B
+    ("Qwen__Qwen2-VL-7B-Instruct", 57_344),  # same Qwen2-7B text shapes
     ("OpenGVLab__InternVL3-8B-hf", 57_344),  # same Qwen2.5-7B text model
 ])
 def test_kv_dense_attention(stem: str, per_token: int) -> None:

@@ -47,6 +47,7 @@ MODEL_TYPES: dict[str, str] = {
     # -- gemma --
 
     # -- qwen_vl --
+    "qwen2_vl": "qwen_vl", "qwen2_vl_text": "qwen_vl",
     "qwen2_5_vl": "qwen_vl", "qwen2_5_vl_text": "qwen_vl", "qwen3_vl": "qwen_vl",
     "qwen3_vl_text": "qwen_vl", "qwen3_vl_moe": "qwen_vl", "qwen3_vl_moe_text": "qwen_vl",
     "qwen3_5": "qwen_vl", "qwen3_5_text": "qwen_vl", "qwen3_5_moe": "qwen_vl",
@@ -67,6 +68,7 @@ ARCHITECTURES: dict[str, str] = {
     # -- gemma --
 
     # -- qwen_vl --
+    "Qwen2VLForConditionalGeneration": "qwen_vl",
     "Qwen2_5_VLForConditionalGeneration": "qwen_vl", "Qwen3VLForConditionalGeneration": "qwen_vl",
     "Qwen3VLMoeForConditionalGeneration": "qwen_vl", "Qwen3_5ForConditionalGeneration": "qwen_vl",
     "Qwen3_5MoeForConditionalGeneration": "qwen_vl", "Qwen3_5ForCausalLM": "qwen_vl",
@@ -89,6 +91,7 @@ TOWER_MODULES: dict[str, str] = {
     # -- qwen_vl --
     "qwen3_vl": "vramplan.families.towers_qwen_vl",
     "qwen2_5_vl": "vramplan.families.towers_qwen_vl",
+    "qwen2_vl": "vramplan.families.towers_qwen_vl",
     "internvl": "vramplan.families.internvl",
 
     # -- hybrid --

@@ -1,4 +1,4 @@
-"""Qwen multimodal and Qwen3.5 families: Qwen2.5-VL, Qwen3-VL (dense / MoE), Qwen3.5 (dense / MoE).
+"""Qwen multimodal and Qwen3.5 families: Qwen2-VL, Qwen2.5-VL, Qwen3-VL (dense / MoE), Qwen3.5 (dense / MoE).
 
 Text models (``text_config``, or the top level for Qwen2.5-VL's flat config.json):
 
@@ -19,8 +19,9 @@ Text models (``text_config``, or the top level for Qwen2.5-VL's flat config.json
   no conversion for ``qwen3_5_moe``; vLLM qwen3_5.py loads them "without transpose"); the
   inventory lists them in vramplan's stacked convention [E, in, out] (``quant.schemes
   ._linear_dims``), i.e. transposed relative to the file, same numel.
-* ``qwen2_5_vl``: Qwen2 dense decoder (q/k/v biases). Released checkpoints name the text model
-  ``model.*`` and the tower ``visual.*`` (transformers renames on load).
+* ``qwen2_vl`` / ``qwen2_5_vl``: Qwen2 dense decoder (q/k/v biases; models/qwen2_vl/
+  modeling_qwen2_vl.py, models/qwen2_5_vl/modeling_qwen2_5_vl.py @ 5.25.0). Released checkpoints
+  name the text model ``model.*`` and the tower ``visual.*`` (transformers renames on load).
 
 MTP: Qwen3.5 checkpoints carry ``mtp_num_hidden_layers`` (1) next-token-prediction blocks
 (``mtp.fc``, ``mtp.pre_fc_norm_embedding``, ``mtp.pre_fc_norm_hidden``, ``mtp.norm``,
@@ -54,12 +55,13 @@ from vramplan.model.spec import (
 )
 
 FAMILY = "qwen_vl"
-MODEL_TYPES = ("qwen2_5_vl", "qwen2_5_vl_text", "qwen3_vl", "qwen3_vl_text", "qwen3_vl_moe",
-               "qwen3_vl_moe_text", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text")
-ARCHITECTURES = ("Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration",
-                 "Qwen3VLMoeForConditionalGeneration", "Qwen3_5ForConditionalGeneration",
-                 "Qwen3_5MoeForConditionalGeneration", "Qwen3_5ForCausalLM",
-                 "Qwen3_5MoeForCausalLM")
+MODEL_TYPES = ("qwen2_vl", "qwen2_vl_text", "qwen2_5_vl", "qwen2_5_vl_text", "qwen3_vl",
+               "qwen3_vl_text", "qwen3_vl_moe", "qwen3_vl_moe_text", "qwen3_5", "qwen3_5_text",
+               "qwen3_5_moe", "qwen3_5_moe_text")
+ARCHITECTURES = ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration",
+                 "Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration",
+                 "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration",
+                 "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM")
 # Sliding-window text layers (Qwen2.5-VL use_sliding_window) are not claimed: such a config is
 # refused rather than read with full attention.
 HANDLES = frozenset({"moe", "linear_attention", "layer_types", "vision"})
@@ -69,9 +71,12 @@ _VARIANTS: dict[str, str] = {t.removesuffix("_text"): t.removesuffix("_text") fo
 _VARIANTS.update({t: t.removesuffix("_text") for t in MODEL_TYPES})
 
 # Structural defaults of the transformers 5.25.0 text config classes, used when config.json
-# omits the key (models/<type>/configuration_<type>.py: Qwen2_5_VLTextConfig, Qwen3VLTextConfig,
-# Qwen3VLMoeTextConfig, Qwen3_5TextConfig, Qwen3_5MoeTextConfig).
+# omits the key (models/<type>/configuration_<type>.py: Qwen2VLTextConfig, Qwen2_5_VLTextConfig,
+# Qwen3VLTextConfig, Qwen3VLMoeTextConfig, Qwen3_5TextConfig, Qwen3_5MoeTextConfig).
 _TEXT_DEFAULTS: dict[str, dict[str, int]] = {
+    "qwen2_vl": {"vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568,
+                 "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
+                 "max_position_embeddings": 32768},
     "qwen2_5_vl": {"vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568,
                    "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
                    "max_position_embeddings": 32768},
@@ -94,8 +99,12 @@ _TEXT_DEFAULTS: dict[str, dict[str, int]] = {
 _LINEAR_DEFAULTS = {"linear_conv_kernel_dim": 4, "linear_key_head_dim": 128,
                     "linear_value_head_dim": 128, "linear_num_key_heads": 16,
                     "linear_num_value_heads": 32}
-# Vision config defaults (Qwen2_5_VLVisionConfig, Qwen3VLVisionConfig, Qwen3_5VisionConfig @ 5.25.0)
+# Vision config defaults (Qwen2VLVisionConfig, Qwen2_5_VLVisionConfig, Qwen3VLVisionConfig,
+# Qwen3_5VisionConfig @ 5.25.0)
 _VISION_DEFAULTS: dict[str, dict[str, int]] = {
+    "qwen2_vl": {"depth": 32, "embed_dim": 1280, "hidden_size": 3584, "mlp_ratio": 4,
+                 "num_heads": 16, "in_channels": 3, "patch_size": 14, "spatial_merge_size": 2,
+                 "temporal_patch_size": 2},
     "qwen2_5_vl": {"depth": 32, "hidden_size": 3584, "intermediate_size": 3420, "num_heads": 16,
                    "in_channels": 3, "patch_size": 14, "spatial_merge_size": 2,
                    "temporal_patch_size": 2, "out_hidden_size": 3584},
@@ -105,9 +114,11 @@ _VISION_DEFAULTS: dict[str, dict[str, int]] = {
                  "num_position_embeddings": 2304},
 }
 _DEEPSTACK_DEFAULT = (8, 16, 24)  # Qwen3VLVisionConfig.deepstack_visual_indexes
+_QWEN2 = ("qwen2_vl", "qwen2_5_vl")  # Qwen2 text decoder, released checkpoints named model.* / visual.*
 
 
 _ARCH_VARIANTS = {
+    "Qwen2VLForConditionalGeneration": "qwen2_vl",
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl", "Qwen3VLForConditionalGeneration": "qwen3_vl",
     "Qwen3VLMoeForConditionalGeneration": "qwen3_vl_moe",
     "Qwen3_5ForConditionalGeneration": "qwen3_5", "Qwen3_5ForCausalLM": "qwen3_5",
@@ -116,7 +127,7 @@ _ARCH_VARIANTS = {
 
 
 def variant_of(cfg: Mapping[str, Any]) -> str:
-    """qwen2_5_vl | qwen3_vl | qwen3_vl_moe | qwen3_5 | qwen3_5_moe: from ``architectures[0]``
+    """qwen2_vl | qwen2_5_vl | qwen3_vl | qwen3_vl_moe | qwen3_5 | qwen3_5_moe: from ``architectures[0]``
     when it is one of ours (a renamed model_type is recovered by it), else the model_type(s)."""
     archs = cfg.get("architectures")
     if isinstance(archs, list) and archs and str(archs[0]) in _ARCH_VARIANTS:
@@ -209,11 +220,11 @@ def _tower(cfg: Mapping[str, Any], variant: str, notes: list[str]) -> TowerSpec 
     """The vision tower of a ConditionalGeneration config (its ints validated, defaults filled)."""
     vc = cfg.get("vision_config")
     if not isinstance(vc, Mapping):
-        if "text_config" not in cfg and variant != "qwen2_5_vl":
+        if "text_config" not in cfg and variant not in _QWEN2:
             return None  # a text-only *ForCausalLM config
         notes.append("vision_config absent: the tower is built from the transformers defaults")
         vc = {}
-    fam = "qwen2_5_vl" if variant == "qwen2_5_vl" else "qwen3_vl"
+    fam = variant if variant in ("qwen2_vl", "qwen2_5_vl") else "qwen3_vl"
     items: dict[str, Any] = dict(vc)
     if "in_channels" not in items and "in_chans" in items:  # Qwen2.5-VL's published spelling
         items["in_channels"] = items["in_chans"]
@@ -240,7 +251,7 @@ def _tower(cfg: Mapping[str, Any], variant: str, notes: list[str]) -> TowerSpec 
 
 def spec(cfg: Mapping[str, Any], model_id: str = "local",
          extra_quant: Mapping[str, Any] | None = None) -> ModelSpec:
-    """config.json -> ModelSpec for Qwen2.5-VL, Qwen3-VL(-MoE) and Qwen3.5(-MoE)."""
+    """config.json -> ModelSpec for Qwen2-VL, Qwen2.5-VL, Qwen3-VL(-MoE) and Qwen3.5(-MoE)."""
     variant = variant_of(cfg)
     notes: list[str] = []
     full_cfg = _filled(cfg, variant, notes)
@@ -271,7 +282,7 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
 
     base = hf_config.generic_spec(full_cfg, model_id, extra_quant, model_type=model_type,
                                   family=FAMILY, notes=notes, layer_fn=layer_fn)
-    bias = variant == "qwen2_5_vl" or bool(text.get("attention_bias", False))
+    bias = variant in _QWEN2 or bool(text.get("attention_bias", False))
     mtp = 0
     if gated:
         mtp = hf_config.read_int0(text, "mtp_num_hidden_layers", 0)
@@ -289,13 +300,13 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
     return replace(
         base,
         attention_bias=bias,
-        # o_proj bias follows attention_bias in Qwen3-VL / Qwen3.5; Qwen2.5-VL's o_proj has none
-        attention_out_bias=bias and variant != "qwen2_5_vl",
-        qk_norm=variant != "qwen2_5_vl",
+        # o_proj bias follows attention_bias in Qwen3-VL / Qwen3.5; Qwen2(.5)-VL's o_proj has none
+        attention_out_bias=bias and variant not in _QWEN2,
+        qk_norm=variant not in _QWEN2,
         mtp_layers=mtp,
         towers=(tower,) if tower else (),
         family_params=tuple(sorted(params)),
-        prefix="model" if variant == "qwen2_5_vl" else "model.language_model",
+        prefix="model" if variant in _QWEN2 else "model.language_model",
         lm_head_name="lm_head",
         notes=tuple(base.notes) + tuple(n for n in notes if n not in base.notes),
     )

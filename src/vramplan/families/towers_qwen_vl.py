@@ -1,4 +1,4 @@
-"""Qwen-VL vision towers: Qwen2.5-VL, Qwen3-VL (with DeepStack mergers) and Qwen3.5.
+"""Qwen-VL vision towers: Qwen2-VL, Qwen2.5-VL, Qwen3-VL (with DeepStack mergers) and Qwen3.5.
 
 Tower families (``TowerSpec.family``):
 
@@ -6,6 +6,8 @@ Tower families (``TowerSpec.family``):
   Qwen3.5 / Qwen3.5-MoE use the same blocks (``Qwen3_5VisionModel``, models/qwen3_5/
   modeling_qwen3_5.py @ 5.25.0) without DeepStack mergers. Checkpoint prefix ``model.visual``
   (no conversion mapping in transformers 5.25.0: checkpoint names == module names).
+* ``qwen2_vl``: ``Qwen2VisionTransformerPretrainedModel`` (models/qwen2_vl/modeling_qwen2_vl.py
+  @ 5.25.0): LayerNorm blocks with an fc1/fc2 MLP. Same checkpoint naming as Qwen2.5-VL.
 * ``qwen2_5_vl``: ``Qwen2_5_VisionTransformerPretrainedModel`` (models/qwen2_5_vl/
   modeling_qwen2_5_vl.py @ 5.25.0). The released checkpoints store it as ``visual.*`` (and the
   text model as ``model.*``); transformers renames them to ``model.visual`` /
@@ -150,8 +152,43 @@ def _qwen2_5_vl(tower: TowerSpec) -> list[TensorGroup]:
     return out
 
 
+def _qwen2_vl(tower: TowerSpec) -> list[TensorGroup]:
+    """Qwen2-VL vision tower + merger, checkpoint prefix ``visual``.
+
+    d = embed_dim, I = d * mlp_ratio, m = d * spatial_merge_size^2, o = hidden_size (the text
+    width): patch_embed Conv3d [d, in_channels, temporal_patch, patch, patch] (no bias); per block:
+    LayerNorm norm1/norm2 (w+b), attn.qkv [3d, d]+b, attn.proj [d, d]+b, mlp.fc1 [I, d]+b,
+    mlp.fc2 [d, I]+b; merger: LayerNorm ln_q [d] (w+b), mlp.0 [m, m]+b, mlp.2 [o, m]+b. Source:
+    transformers models/qwen2_vl/modeling_qwen2_vl.py @ 5.25.0
+    (Qwen2VisionTransformerPretrainedModel, PatchMerger, VisionMlp).
+    """
+    p = "visual"
+    d = _i(tower, "embed_dim", 1280)
+    inter = d * _i(tower, "mlp_ratio", 4)
+    depth = _i(tower, "depth", 32)
+    ch = _i(tower, "in_channels", _i(tower, "in_chans", 3))
+    ps = _i(tower, "patch_size", 14)
+    tps = _i(tower, "temporal_patch_size", 2)
+    merge = _i(tower, "spatial_merge_size", 2)
+    out_h = _i(tower, "hidden_size", 3584)
+    m = d * merge * merge
+    out: list[TensorGroup] = [
+        TensorGroup(f"{p}.patch_embed.proj.weight", (d, ch, tps, ps, ps), "vision", None)]
+    for j in range(depth):
+        b = f"{p}.blocks.{j}"
+        for n in ("norm1", "norm2"):
+            out += [_v(f"{b}.{n}.weight", d), _v(f"{b}.{n}.bias", d)]
+        out += _lin_b(f"{b}.attn.qkv", 3 * d, d) + _lin_b(f"{b}.attn.proj", d, d)
+        out += _lin_b(f"{b}.mlp.fc1", inter, d) + _lin_b(f"{b}.mlp.fc2", d, inter)
+    out += [_v(f"{p}.merger.ln_q.weight", d), _v(f"{p}.merger.ln_q.bias", d)]
+    out += _lin_b(f"{p}.merger.mlp.0", m, m) + _lin_b(f"{p}.merger.mlp.2", out_h, m)
+    return out
+
+
 def tower_tensors(tower: TowerSpec, spec: ModelSpec) -> list[TensorGroup]:
-    """The tensors of one Qwen-VL vision tower (``tower.family``: qwen3_vl or qwen2_5_vl)."""
+    """The tensors of one Qwen-VL vision tower (``tower.family``: qwen3_vl, qwen2_5_vl, qwen2_vl)."""
+    if tower.family == "qwen2_vl":
+        return _qwen2_vl(tower)
     if tower.family == "qwen2_5_vl":
         return _qwen2_5_vl(tower)
     return _qwen3_vl(tower)
