@@ -67,8 +67,7 @@ ARCHITECTURES = ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGen
 HANDLES = frozenset({"moe", "linear_attention", "layer_types", "vision"})
 
 # model_type (top level or text_config) -> variant
-_VARIANTS: dict[str, str] = {t.removesuffix("_text"): t.removesuffix("_text") for t in MODEL_TYPES}
-_VARIANTS.update({t: t.removesuffix("_text") for t in MODEL_TYPES})
+_VARIANTS: dict[str, str] = {t: t.removesuffix("_text") for t in MODEL_TYPES}
 
 # Structural defaults of the transformers 5.25.0 text config classes, used when config.json
 # omits the key (models/<type>/configuration_<type>.py: Qwen2VLTextConfig, Qwen2_5_VLTextConfig,
