@@ -353,3 +353,47 @@ def test_qwen35moe_gguf_header_reads_as_hybrid(tmp_path: Path) -> None:
     assert spec.layers[0].mlp.shared_intermediate_size == 16
     s = summarize(spec, "bf16")
     assert (s.bytes_per_token, s.state_bytes_per_sequence) == (512, 16_896)
+
+
+def _variant(name: str) -> dict[str, Any]:
+    """Edited copies of the configs above exercising other branches (ground truth: the edited
+    config instantiated with transformers 5.25.0 on the meta device)."""
+    if name == "qwen3_5_moe_interval":  # no layer_types: every 3rd layer full; DeepStack ignored
+        cfg = _cfg("Qwen__Qwen3.5-35B-A3B")
+        cfg["text_config"].pop("layer_types")
+        cfg["text_config"].update(num_hidden_layers=8, full_attention_interval=3)
+        cfg["vision_config"]["deepstack_visual_indexes"] = [1, 2]
+    elif name == "qwen3_vl_moe_mixed":  # dense layers from mlp_only_layers / decoder_sparse_step
+        cfg = _cfg("Qwen__Qwen3-VL-30B-A3B-Instruct")
+        cfg["text_config"].update(mlp_only_layers=[0, 5], num_hidden_layers=6,
+                                  decoder_sparse_step=2, attention_bias=True)
+    elif name == "internvl_tie_default":  # no top-level tie_word_embeddings: InternVLConfig ties
+        cfg = _cfg("OpenGVLab__InternVL3-8B-hf")
+        del cfg["tie_word_embeddings"]
+    elif name == "internvl_qwen3":  # InternVL3.5-style Qwen3 text, InternViT-6B-style options
+        cfg = _cfg("OpenGVLab__InternVL3-8B-hf")
+        cfg["text_config"] = {k: v for k, v in _cfg("Qwen__Qwen3-8B").items()
+                              if k != "architectures"}
+        cfg["vision_config"].update(use_qk_norm=True, norm_type="rms_norm", use_mean_pooling=False,
+                                    use_mask_token=True, attention_bias=False)
+        cfg["downsample_ratio"] = 0.25
+    else:
+        raise AssertionError(name)
+    cfg.pop("_vramplan_source", None)
+    return cfg
+
+
+@pytest.mark.parametrize(("name", "whole"), [
+    ("qwen3_5_moe_interval", 8_192_390_000),
+    ("qwen3_vl_moe_mixed", 2_633_757_424),
+    ("internvl_tie_default", 7_400_774_144),
+    ("internvl_qwen3", 8_578_604_032),
+])
+def test_config_variants_exact(name: str, whole: int) -> None:
+    spec = spec_from_config(_variant(name))
+    assert build_inventory(spec).params_total == whole
+    if name == "qwen3_vl_moe_mixed":
+        assert [layer.mlp.kind for layer in spec.layers] == ["dense", "moe", "dense", "moe",
+                                                              "dense", "dense"]
+    if name == "internvl_tie_default":
+        assert spec.tie_word_embeddings
