@@ -51,6 +51,8 @@ def _gguf_tensors(g: TensorGroup, model_type: str, hparams: dict[str, int]
                   ) -> dict[str, tuple[int, ...]]:
     """GGUF name -> ggml ne of the tensor(s) one inventory group becomes ({} if unmapped)."""
     name = g.name.removeprefix("language_model.")  # Llama 4 text tower
+    if name.startswith("model.language_model."):  # Qwen-VL / InternVL text model
+        name = "model." + name.removeprefix("model.language_model.")
     if g.count > 1:  # per-expert group: one merged 3-D tensor
         gname = hf_to_gguf_name(name.replace("{e}", "0"), model_type)
         return {gname: (*reversed(g.shape), g.count)} if gname else {}
