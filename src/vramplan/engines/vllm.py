@@ -466,7 +466,12 @@ class VllmEngine:
         total = gpu.memory_reported_bytes
         budget = int(total * util)
         failure, fix, notes = None, None, []
-        if mml > spec.max_position_embeddings:
+        if spec.model_type.startswith("mllama") and \
+                tuple(int(x) for x in prof.version.split(".")[:2]) >= (0, 11):
+            failure = ("vLLM no longer serves MllamaForConditionalGeneration: it was removed with "
+                       "the V0 engine (vllm PR #24907, in v0.11.0)")
+            fix = "use --engine transformers, or vLLM 0.10.x (--engine vllm==0.10.2)"
+        if failure is None and mml > spec.max_position_embeddings:
             failure = (f"vLLM refuses max_model_len {mml:,}: above the model's "
                        f"max_position_embeddings {spec.max_position_embeddings:,} "
                        "(ModelConfig max-length check)")

@@ -32,6 +32,8 @@ FAMILY_MODULES: dict[str, str] = {
     "gemma3n": "vramplan.families.gemma3n",
 
     # -- qwen_vl --
+    "qwen_vl": "vramplan.families.qwen_vl",
+    "internvl": "vramplan.families.internvl",
 
     # -- hybrid --
 
@@ -61,6 +63,11 @@ MODEL_TYPES: dict[str, str] = {
     "gemma3n_text": "gemma3n",
 
     # -- qwen_vl --
+    "qwen2_vl": "qwen_vl", "qwen2_vl_text": "qwen_vl",
+    "qwen2_5_vl": "qwen_vl", "qwen2_5_vl_text": "qwen_vl", "qwen3_vl": "qwen_vl",
+    "qwen3_vl_text": "qwen_vl", "qwen3_vl_moe": "qwen_vl", "qwen3_vl_moe_text": "qwen_vl",
+    "qwen3_5": "qwen_vl", "qwen3_5_text": "qwen_vl", "qwen3_5_moe": "qwen_vl",
+    "qwen3_5_moe_text": "qwen_vl", "internvl": "internvl",
 
     # -- hybrid --
 
@@ -92,6 +99,11 @@ ARCHITECTURES: dict[str, str] = {
     "Gemma3nForCausalLM": "gemma3n",
 
     # -- qwen_vl --
+    "Qwen2VLForConditionalGeneration": "qwen_vl",
+    "Qwen2_5_VLForConditionalGeneration": "qwen_vl", "Qwen3VLForConditionalGeneration": "qwen_vl",
+    "Qwen3VLMoeForConditionalGeneration": "qwen_vl", "Qwen3_5ForConditionalGeneration": "qwen_vl",
+    "Qwen3_5MoeForConditionalGeneration": "qwen_vl", "Qwen3_5ForCausalLM": "qwen_vl",
+    "Qwen3_5MoeForCausalLM": "qwen_vl", "InternVLForConditionalGeneration": "internvl",
 
     # -- hybrid --
 
@@ -122,6 +134,10 @@ TOWER_MODULES: dict[str, str] = {
     "gemma3n_audio": "vramplan.families.gemma_towers",
 
     # -- qwen_vl --
+    "qwen3_vl": "vramplan.families.towers_qwen_vl",
+    "qwen2_5_vl": "vramplan.families.towers_qwen_vl",
+    "qwen2_vl": "vramplan.families.towers_qwen_vl",
+    "internvl": "vramplan.families.internvl",
 
     # -- hybrid --
 

@@ -37,7 +37,13 @@ ARCH_MODEL_TYPES: dict[str, str] = {
     "qwen3moe": "qwen3_moe", "qwen3next": "qwen3_next", "deepseek2": "deepseek_v3",
     "gpt-oss": "gpt_oss", "gemma": "gemma", "gemma2": "gemma2", "phi3": "phi3",
     "glm4moe": "glm4_moe", "llama4": "llama4_text", "mistral3": "mistral",
+    # Qwen3.5 / Qwen3-VL text models (families/qwen_vl.py); llama.cpp convert_hf_to_gguf
+    # Qwen3_5TextModel / Qwen3_5MoeTextModel derive from Qwen3NextModel (same ssm.* keys)
+    "qwen35": "qwen3_5_text", "qwen35moe": "qwen3_5_moe_text", "qwen3vl": "qwen3_vl_text",
+    "qwen3vlmoe": "qwen3_vl_moe_text",
 }
+# llama.cpp archs whose recurrent layers are Gated DeltaNet (ssm.* keys as written by Qwen3NextModel)
+_GDN_ARCHS = frozenset({"qwen3next", "qwen35", "qwen35moe"})
 # llama.cpp's hard-coded sliding-window patterns (llama_model::load_hparams set_swa_pattern):
 # layer il is SWA iff il % n < n - 1. chunked = Llama 4's chunked-local attention.
 _SWA_PATTERN: dict[str, tuple[int, str]] = {
@@ -69,6 +75,12 @@ def _shape(h: GgufHeader, name: str) -> tuple[int, ...] | None:
         if t.name == name:
             return t.shape_ne
     return None
+
+
+def _full_attention_interval(h: GgufHeader) -> int:
+    """``{arch}.full_attention_interval`` (llama.cpp LLM_KV_FULL_ATTENTION_INTERVAL), default 4."""
+    v = h.metadata.get(f"{h.arch}.full_attention_interval")
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 4
 
 
 def synth_config(h: GgufHeader, path: str = "") -> dict[str, Any]:
@@ -130,14 +142,14 @@ def synth_config(h: GgufHeader, path: str = "") -> dict[str, Any]:
         if kind == "chunked":
             cfg["attention_chunk_size"] = win
         cfg["layer_types"] = [f"{kind}_attention" if s else "full_attention" for s in swa]
-    if arch == "qwen3next" and h.ssm_state_size:
+    if arch in _GDN_ARCHS and h.ssm_state_size:
         v_heads = h.metadata.get(f"{arch}.ssm.time_step_rank")
         nv = v_heads if isinstance(v_heads, int) and v_heads > 0 else (h.ssm_group_count or 1)
         cfg.update(linear_num_key_heads=h.ssm_group_count or 1, linear_num_value_heads=nv,
                    linear_key_head_dim=h.ssm_state_size,
                    linear_value_head_dim=max(1, (h.ssm_inner_size or nv) // nv),
                    linear_conv_kernel_dim=h.ssm_conv_kernel or 4,
-                   full_attention_interval=4)
+                   full_attention_interval=_full_attention_interval(h))
     return cfg
 
 

@@ -414,6 +414,9 @@ _HF_ARCH = {
     "glm4_moe": "GLM4_MOE", "gemma2": "GEMMA2", "gemma3_text": "GEMMA3", "gemma3": "GEMMA3",
     "qwen3_next": "QWEN3NEXT", "llama4_text": "LLAMA4", "phi3": "PHI3", "kimi_k2": "DEEPSEEK2",
     "gemma3n_text": "GEMMA3N", "gemma4_text": "GEMMA4",
+    # Qwen-VL text models (families/qwen_vl.py): plain Qwen2 / Qwen3 decoder tensor names
+    "qwen2_vl": "QWEN2VL", "qwen2_5_vl": "QWEN2VL", "qwen3_vl_text": "QWEN3VL",
+    "qwen3_vl_moe_text": "QWEN3VLMOE",
 }
 _EXPERT_RE = re.compile(r"\.experts\.(\d+)\.")
 _BLOCK_NUM_RE = re.compile(r"\.(\d+)\.")

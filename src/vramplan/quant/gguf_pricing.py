@@ -50,8 +50,8 @@ def gguf_role(name: str) -> tuple[Role, Split]:
 def _gguf_tensors(g: TensorGroup, model_type: str, hparams: dict[str, int]
                   ) -> dict[str, tuple[int, ...]]:
     """GGUF name -> ggml ne of the tensor(s) one inventory group becomes ({} if unmapped)."""
-    # Llama 4 / Gemma 3 text tower (language_model.model.*), Gemma 3n / Gemma 4
-    # (model.language_model.*): the converter names the text model as model.*
+    # Llama 4 / Gemma 3 text tower (language_model.model.*), Gemma 3n / Gemma 4 / Qwen-VL /
+    # InternVL (model.language_model.*): the converter names the text model as model.*
     name = g.name.removeprefix("language_model.").replace("model.language_model.", "model.", 1)
     if g.count > 1:  # per-expert group: one merged 3-D tensor
         gname = hf_to_gguf_name(name.replace("{e}", "0"), model_type)
