@@ -3,6 +3,7 @@
 Per token and layer:
   full / sliding / chunked attention: kv_heads * (head_dim_k + head_dim_v) * bytes/elem
   MLA latent (DeepSeek V2/V3, Kimi K2):  (kv_lora_rank + qk_rope_head_dim) * bytes/elem, one "head"
+    + the sparse-attention indexer's key cache where there is one (DeepSeek-V3.2, GLM-5)
   linear attention (Gated DeltaNet):    0 per token; a constant state per sequence
 Sliding-window layers hold at most ``window`` tokens, chunked-local layers at most one chunk.
 Sources: vllm/v1/kv_cache_interface.py (AttentionSpec.page_size_bytes, MLAAttentionSpec,
@@ -64,12 +65,37 @@ def kv_heads_per_rank(attn: AttentionSpec, tp: int) -> int:
     return max(1, attn.num_kv_heads // tp)
 
 
+# vLLM's indexer key cache quantizes per block of this many values (Indexer.quant_block_size).
+INDEXER_QUANT_BLOCK = 128
+
+
+def indexer_bytes_per_token(attn: AttentionSpec) -> int:
+    """Bytes one token adds to a layer's sparse-attention indexer key cache (0 without one).
+
+    index_head_dim FP8 values + one fp32 scale per 128 values, whatever the KV dtype, one copy
+    per TP rank: DeepSeek-V3.2 128 + 4 = 132 B. SOURCE: vllm/model_executor/models/
+    deepseek_v2.py@002d6073aa034d4f5545d45021b0e56d1f3c3593 (Indexer: ``k_cache =
+    DeepseekV32IndexerCache(head_dim=head_dim + head_dim // quant_block_size * 4,
+    dtype=torch.uint8)``, an MLAAttentionSpec with one KV head; the backend,
+    vllm/v1/attention/backends/mla/indexer.py DeepseekV32IndexerBackend, lays it out
+    [num_blocks, block_size, head_size]). ASSUMPTION: the other engines keep the same cache.
+    """
+    ix = attn.indexer
+    if ix is None:
+        return 0
+    return ix.head_dim + ix.head_dim // INDEXER_QUANT_BLOCK * 4
+
+
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:
-    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention)."""
+    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention).
+
+    An MLA layer with a sparse-attention indexer adds its key cache
+    (``indexer_bytes_per_token``)."""
     if attn.kind == "linear":
         return 0
     if attn.kind == "mla":
-        return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype)
+        return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype) + \
+            indexer_bytes_per_token(attn)
     heads = kv_heads_per_rank(attn, tp)
     return row_bytes(heads * attn.head_dim, kv_dtype) + row_bytes(heads * attn.v_head_dim,
                                                                    kv_dtype)

@@ -33,6 +33,9 @@ FAMILY_MODULES: dict[str, str] = {
     # -- hybrid --
 
     # -- moe_mla --
+    "deepseek_v32": "vramplan.families.deepseek_v32",
+    "glm_moe_dsa": "vramplan.families.deepseek_v32",
+    "glm4_moe_lite": "vramplan.families.glm4_moe_lite",
 
     # -- dense --
 
@@ -49,6 +52,9 @@ MODEL_TYPES: dict[str, str] = {
     # -- hybrid --
 
     # -- moe_mla --
+    "deepseek_v32": "deepseek_v32",
+    "glm_moe_dsa": "glm_moe_dsa",
+    "glm4_moe_lite": "glm4_moe_lite",
 
     # -- dense --
 
@@ -65,6 +71,9 @@ ARCHITECTURES: dict[str, str] = {
     # -- hybrid --
 
     # -- moe_mla --
+    "DeepseekV32ForCausalLM": "deepseek_v32",
+    "GlmMoeDsaForCausalLM": "glm_moe_dsa",
+    "Glm4MoeLiteForCausalLM": "glm4_moe_lite",
 
     # -- dense --
 
