@@ -90,8 +90,8 @@ def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> in
     """K+V bytes one token adds to one layer on one TP rank (0 for linear attention).
 
     An MLA layer with a sparse-attention indexer adds its key cache
-    (``indexer_bytes_per_token``)."""
-    if attn.kind == "linear":
+    (``indexer_bytes_per_token``). A layer without a token mixer (kind ``none``) has none."""
+    if attn.kind in ("linear", "none"):
         return 0
     if attn.kind == "mla":
         return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype) + \
@@ -147,6 +147,8 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
     per_tok = per_tok_all = window_b = state_b = 0
     for layer in spec.layers:
         a = layer.attention
+        if a.kind == "none":
+            continue
         b = layer_bytes_per_token(a, kv_dtype, tp)
         per_tok_all += b
         if a.kind == "linear":

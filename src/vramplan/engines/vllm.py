@@ -254,7 +254,9 @@ def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
     Mamba/linear-attention hybrids raise the attention block to 16 x cdiv(state, 16 x
     attention page per token) and pad the state to that page (model_executor/models/config.py
     HybridAttentionMambaModelConfig)."""
-    sel = [lay.attention for lay in spec.layers if lay.index in layers]
+    # layers without a token mixer (DeciLM no-op attention) register no KV cache spec
+    sel = [lay.attention for lay in spec.layers if lay.index in layers
+           and lay.attention.kind != "none"]
     states = [linear_state_bytes(a, kv_dtype, tp) for a in sel if a.kind == "linear"]
     per_tok = [layer_bytes_per_token(a, kv_dtype, tp) for a in sel if a.kind != "linear"]
     if states and per_tok:

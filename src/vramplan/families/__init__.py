@@ -36,6 +36,8 @@ FAMILY_MODULES: dict[str, str] = {
     "deepseek_v32": "vramplan.families.deepseek_v32",
     "glm_moe_dsa": "vramplan.families.deepseek_v32",
     "glm4_moe_lite": "vramplan.families.glm4_moe_lite",
+    "minimax_m2": "vramplan.families.minimax_m2",
+    "nemotron_nas": "vramplan.families.nemotron_nas",
 
     # -- dense --
 
@@ -55,6 +57,8 @@ MODEL_TYPES: dict[str, str] = {
     "deepseek_v32": "deepseek_v32",
     "glm_moe_dsa": "glm_moe_dsa",
     "glm4_moe_lite": "glm4_moe_lite",
+    "minimax_m2": "minimax_m2",
+    "nemotron-nas": "nemotron_nas",
 
     # -- dense --
 
@@ -74,6 +78,8 @@ ARCHITECTURES: dict[str, str] = {
     "DeepseekV32ForCausalLM": "deepseek_v32",
     "GlmMoeDsaForCausalLM": "glm_moe_dsa",
     "Glm4MoeLiteForCausalLM": "glm4_moe_lite",
+    "MiniMaxM2ForCausalLM": "minimax_m2",
+    "DeciLMForCausalLM": "nemotron_nas",
 
     # -- dense --
 
