@@ -38,6 +38,7 @@ FAMILY_MODULES: dict[str, str] = {
     "glm4_moe_lite": "vramplan.families.glm4_moe_lite",
     "minimax_m2": "vramplan.families.minimax_m2",
     "nemotron_nas": "vramplan.families.nemotron_nas",
+    "deepseek_v4": "vramplan.families.deepseek_v4",
 
     # -- dense --
 
@@ -59,6 +60,7 @@ MODEL_TYPES: dict[str, str] = {
     "glm4_moe_lite": "glm4_moe_lite",
     "minimax_m2": "minimax_m2",
     "nemotron-nas": "nemotron_nas",
+    "deepseek_v4": "deepseek_v4",
 
     # -- dense --
 
@@ -80,6 +82,7 @@ ARCHITECTURES: dict[str, str] = {
     "Glm4MoeLiteForCausalLM": "glm4_moe_lite",
     "MiniMaxM2ForCausalLM": "minimax_m2",
     "DeciLMForCausalLM": "nemotron_nas",
+    "DeepseekV4ForCausalLM": "deepseek_v4",
 
     # -- dense --
 
