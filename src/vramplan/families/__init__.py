@@ -39,6 +39,7 @@ FAMILY_MODULES: dict[str, str] = {
     "minimax_m2": "vramplan.families.minimax_m2",
     "nemotron_nas": "vramplan.families.nemotron_nas",
     "deepseek_v4": "vramplan.families.deepseek_v4",
+    "phimoe": "vramplan.families.phimoe",
 
     # -- dense --
 
@@ -61,6 +62,7 @@ MODEL_TYPES: dict[str, str] = {
     "minimax_m2": "minimax_m2",
     "nemotron-nas": "nemotron_nas",
     "deepseek_v4": "deepseek_v4",
+    "phimoe": "phimoe",
 
     # -- dense --
 
@@ -83,6 +85,8 @@ ARCHITECTURES: dict[str, str] = {
     "MiniMaxM2ForCausalLM": "minimax_m2",
     "DeciLMForCausalLM": "nemotron_nas",
     "DeepseekV4ForCausalLM": "deepseek_v4",
+    "PhimoeForCausalLM": "phimoe",
+    "PhiMoEForCausalLM": "phimoe",
 
     # -- dense --
 
