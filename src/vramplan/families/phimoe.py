@@ -18,7 +18,7 @@ from typing import Any
 from vramplan import inventory as inv
 from vramplan.inventory import TensorGroup
 from vramplan.model import hf_config as hc
-from vramplan.model.spec import LayerSpec, ModelSpec
+from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
 
 MODEL_TYPES = ("phimoe",)
 ARCHITECTURES = ("PhimoeForCausalLM", "PhiMoEForCausalLM")
@@ -35,7 +35,7 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
     head_dim = hc.read_int(text, "head_dim", hidden // heads)
     max_pos = hc.read_int(text, "max_position_embeddings", 131072)
     window = hc.read_opt_int(text, "sliding_window")
-    kind = "sliding" if window and window < max_pos else "full"
+    kind: AttnKind = "sliding" if window and window < max_pos else "full"
 
     def layer_fn(t: Mapping[str, Any], i: int) -> LayerSpec:
         attn = hc.attention_spec(t, "llama", kind, heads, kv_heads, head_dim, window, None)
