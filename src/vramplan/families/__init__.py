@@ -40,6 +40,7 @@ FAMILY_MODULES: dict[str, str] = {
     "nemotron_nas": "vramplan.families.nemotron_nas",
     "deepseek_v4": "vramplan.families.deepseek_v4",
     "phimoe": "vramplan.families.phimoe",
+    "hunyuan_moe": "vramplan.families.hunyuan_moe",
 
     # -- dense --
 
@@ -63,6 +64,7 @@ MODEL_TYPES: dict[str, str] = {
     "nemotron-nas": "nemotron_nas",
     "deepseek_v4": "deepseek_v4",
     "phimoe": "phimoe",
+    "hunyuan_v1_moe": "hunyuan_moe",
 
     # -- dense --
 
@@ -87,6 +89,7 @@ ARCHITECTURES: dict[str, str] = {
     "DeepseekV4ForCausalLM": "deepseek_v4",
     "PhimoeForCausalLM": "phimoe",
     "PhiMoEForCausalLM": "phimoe",
+    "HunYuanMoEV1ForCausalLM": "hunyuan_moe",
 
     # -- dense --
 
