@@ -41,6 +41,7 @@ FAMILY_MODULES: dict[str, str] = {
     "deepseek_v4": "vramplan.families.deepseek_v4",
     "phimoe": "vramplan.families.phimoe",
     "hunyuan_moe": "vramplan.families.hunyuan_moe",
+    "ernie45_moe": "vramplan.families.ernie45_moe",
 
     # -- dense --
 
@@ -65,6 +66,7 @@ MODEL_TYPES: dict[str, str] = {
     "deepseek_v4": "deepseek_v4",
     "phimoe": "phimoe",
     "hunyuan_v1_moe": "hunyuan_moe",
+    "ernie4_5_moe": "ernie45_moe",
 
     # -- dense --
 
@@ -90,6 +92,7 @@ ARCHITECTURES: dict[str, str] = {
     "PhimoeForCausalLM": "phimoe",
     "PhiMoEForCausalLM": "phimoe",
     "HunYuanMoEV1ForCausalLM": "hunyuan_moe",
+    "Ernie4_5_MoeForCausalLM": "ernie45_moe",
 
     # -- dense --
 
