@@ -42,6 +42,7 @@ FAMILY_MODULES: dict[str, str] = {
     "phimoe": "vramplan.families.phimoe",
     "hunyuan_moe": "vramplan.families.hunyuan_moe",
     "ernie45_moe": "vramplan.families.ernie45_moe",
+    "mimo_v2_flash": "vramplan.families.mimo_v2_flash",
 
     # -- dense --
 
@@ -67,6 +68,7 @@ MODEL_TYPES: dict[str, str] = {
     "phimoe": "phimoe",
     "hunyuan_v1_moe": "hunyuan_moe",
     "ernie4_5_moe": "ernie45_moe",
+    "mimo_v2_flash": "mimo_v2_flash",
 
     # -- dense --
 
@@ -93,6 +95,7 @@ ARCHITECTURES: dict[str, str] = {
     "PhiMoEForCausalLM": "phimoe",
     "HunYuanMoEV1ForCausalLM": "hunyuan_moe",
     "Ernie4_5_MoeForCausalLM": "ernie45_moe",
+    "MiMoV2FlashForCausalLM": "mimo_v2_flash",
 
     # -- dense --
 
