@@ -278,3 +278,79 @@ def test_minimax_shared_expert_refused() -> None:
     c["shared_intermediate_size"] = 1536
     with pytest.raises(ConfigError, match="shared_intermediate_size"):
         spec_from_config(c)
+
+
+# ---------------------------------------------------------------- constructed configs (tests/data)
+
+CONSTRUCTED = ROOT / "tests" / "data" / "configs"
+
+
+def constructed(stem: str) -> dict[str, Any]:
+    return dict(json.loads((CONSTRUCTED / f"{stem}.json").read_text()))
+
+
+@pytest.mark.parametrize(("stem", "family", "params", "buffers", "active"), [
+    # params/buffers: transformers 5.25.0 on the meta device (the parity venv), this config;
+    # active: a sanity band around the published figure
+    ("zai-org__GLM-5", "glm_moe_dsa", 743_911_199_232, 19_200, (39e9, 43e9)),  # 744B / 40B
+    ("tencent__Hunyuan-A13B-Instruct", "hunyuan_moe", 80_393_183_232, 0, (12e9, 14e9)),  # 80B/13B
+    ("baidu__ERNIE-4.5-21B-A3B-PT", "ernie45_moe", 21_825_437_888, 0, (3e9, 3.6e9)),  # 21B / 3B
+    ("microsoft__Phi-3.5-MoE-instruct", "phimoe", 41_873_153_344, 0, (6.5e9, 6.7e9)),  # 41.9/6.6
+    ("XiaomiMiMo__MiMo-V2-Flash", "mimo_v2_flash", 308_778_768_832, 12_032, (15e9, 16e9)),
+])
+def test_constructed_exact_params(stem: str, family: str, params: int, buffers: int,
+                                  active: tuple[float, float]) -> None:
+    s = spec_from_config(constructed(stem), stem)
+    inv = build_inventory(s)
+    assert s.family == family
+    assert inv.params_total == params
+    assert inv.buffers_total == buffers
+    assert active[0] < inv.params_active < active[1]
+
+
+def test_kv_constructed() -> None:
+    """By hand, bf16:
+    GLM-5: 78 MLA layers x (576 x 2 + 132 indexer) = 78 x 1284 = 100,152 B/token.
+    Hunyuan-A13B: 32 x 8 KV heads x 128 x 2 x 2 B = 131,072. ERNIE-4.5-21B: 28 x 4 x 128 x 4 =
+    57,344. Phi-3.5-MoE: 32 x 8 x 128 x 4 = 131,072 (sliding_window = max context: full).
+    MiMo-V2-Flash: 9 full layers x 4 KV heads x (192 + 128) x 2 B = 23,040 B/token, and 39 SWA
+    layers x 8 x 320 x 2 = 5120 B/token each, capped at 128 + 1 = 129 tokens: 25,758,720 B per
+    sequence."""
+    def summ(stem: str) -> kv.KvSummary:
+        return kv.summarize(spec_from_config(constructed(stem), stem), "bf16")
+
+    assert summ("zai-org__GLM-5").bytes_per_token == 100_152
+    assert summ("tencent__Hunyuan-A13B-Instruct").bytes_per_token == 131_072
+    assert summ("baidu__ERNIE-4.5-21B-A3B-PT").bytes_per_token == 57_344
+    assert summ("microsoft__Phi-3.5-MoE-instruct").bytes_per_token == 131_072
+    mimo = summ("XiaomiMiMo__MiMo-V2-Flash")
+    assert (mimo.bytes_per_token, mimo.full_layers, mimo.windowed_layers) == (23_040, 9, 39)
+    assert mimo.window_bytes_per_sequence == 39 * 5120 * 129
+
+
+def test_mimo_transformers_spelling_same_model() -> None:
+    """layer_types / mlp_layer_types (transformers) read the same as hybrid_layer_pattern /
+    moe_layer_freq (Hub)."""
+    hub = constructed("XiaomiMiMo__MiMo-V2-Flash")
+    tf = {k: v for k, v in hub.items() if k not in ("hybrid_layer_pattern", "moe_layer_freq")}
+    tf["layer_types"] = ["full_attention" if p == 0 else "sliding_attention"
+                         for p in hub["hybrid_layer_pattern"]]
+    tf["mlp_layer_types"] = ["dense" if f == 0 else "sparse" for f in hub["moe_layer_freq"]]
+    assert spec_from_config(tf).layers == spec_from_config(hub).layers
+
+
+def test_hunyuan_nonuniform_lists_refused() -> None:
+    c = constructed("tencent__Hunyuan-A13B-Instruct")
+    c["moe_intermediate_size"] = [2048] * 32
+    with pytest.raises(ConfigError, match="moe_intermediate_size"):
+        spec_from_config(c)
+
+
+def test_ernie_moe_schedule() -> None:
+    """moe_layer_start_index 1, interval 1 -> layer 0 dense; interval 2 -> odd layers MoE."""
+    c = constructed("baidu__ERNIE-4.5-21B-A3B-PT")
+    kinds = [la.mlp.kind for la in spec_from_config(c).layers]
+    assert kinds == ["dense"] + ["moe"] * 27
+    c["moe_layer_interval"] = 2
+    kinds = [la.mlp.kind for la in spec_from_config(c).layers]
+    assert kinds == ["moe" if (i + 1) % 2 == 0 else "dense" for i in range(28)]
