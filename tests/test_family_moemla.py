@@ -155,13 +155,16 @@ def test_active_params() -> None:
 def test_kv_v32_includes_indexer() -> None:
     """61 MLA layers x [(kv_lora_rank 512 + qk_rope 64) x 2 B (bf16) + indexer key cache
     (128 FP8 + 128/128 x 4 B fp32 scale = 132 B)] = 61 x 1284 = 78,324 B/token.
-    FP8 cache: 61 x (576 + 132) = 43,188. TP 8: the latent and the indexer keys are
-    replicated on every rank, so the same per rank."""
+    FP8 cache: vLLM turns it into FlashMLA's fp8_ds_mla record, 512 FP8 + 4 x 4 B scales +
+    64 x 2 B RoPE = 656 B, so 61 x (656 + 132) = 48,068. TP 8: the latent and the indexer keys
+    are replicated on every rank, so the same per rank."""
     s = spec(V32)
     assert all(layer.attention.indexer is not None for layer in s.layers)
     assert kv.indexer_bytes_per_token(s.layers[0].attention) == 132
     assert kv.summarize(s, "bf16").bytes_per_token == 78_324
-    assert kv.summarize(s, "fp8").bytes_per_token == 43_188
+    assert kv.summarize(s, "fp8").bytes_per_token == 48_068
+    # no indexer (DeepSeek-V3): the plain FP8 latent, 61 x 576
+    assert kv.summarize(spec("deepseek-ai__DeepSeek-V3"), "fp8").bytes_per_token == 35_136
     assert kv.summarize(s, "bf16", 8).bytes_per_token == 78_324
 
 

@@ -86,6 +86,20 @@ def indexer_bytes_per_token(attn: AttentionSpec) -> int:
     return ix.head_dim + ix.head_dim // INDEXER_QUANT_BLOCK * 4
 
 
+def mla_row_bytes(attn: AttentionSpec, kv_dtype: str) -> int:
+    """Bytes of one token's MLA latent: (kv_lora_rank + qk_rope_head_dim) x bytes/elem.
+
+    Sparse-attention (indexer) models on an FP8 cache use FlashMLA's ``fp8_ds_mla`` record
+    instead: kv_lora_rank FP8 values + one fp32 scale per 128 of them + the RoPE part in bf16
+    (DeepSeek-V3.2: 512 + 16 + 128 = 656 B). SOURCE: vllm/model_executor/models/config.py
+    (DeepseekV32ForCausalLM.verify_and_update_config turns an fp8 cache into "fp8_ds_mla"),
+    vllm/v1/attention/backends/mla/flashmla_sparse.py (get_kv_cache_shape: 656 B per token).
+    """
+    if attn.indexer is not None and KV_DTYPES[kv_dtype] == (1, 1):
+        return attn.kv_lora_rank + attn.kv_lora_rank // 128 * 4 + attn.qk_rope_head_dim * 2
+    return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype)
+
+
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:
     """K+V bytes one token adds to one layer on one TP rank (0 for linear attention).
 
@@ -94,8 +108,7 @@ def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> in
     if attn.kind in ("linear", "none"):
         return 0
     if attn.kind == "mla":
-        return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype) + \
-            indexer_bytes_per_token(attn)
+        return mla_row_bytes(attn, kv_dtype) + indexer_bytes_per_token(attn)
     heads = kv_heads_per_rank(attn, tp)
     return row_bytes(heads * attn.head_dim, kv_dtype) + row_bytes(heads * attn.v_head_dim,
                                                                    kv_dtype)
