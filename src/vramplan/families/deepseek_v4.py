@@ -81,7 +81,9 @@ def compress_rates(text: Mapping[str, Any]) -> dict[str, int]:
     rates = {CSA: 4, HCA: 128}
     given = text.get("compress_rates")
     if isinstance(given, Mapping):
-        rates.update({k: int(v) for k, v in given.items() if k in rates})
+        for k in rates:
+            if given.get(k) is not None:
+                rates[k] = hc.read_int(given, k, field_prefix="compress_rates.")
     for key, t in (("compress_rate_csa", CSA), ("compress_rate_hca", HCA)):
         if text.get(key) is not None:
             rates[t] = hc.read_int(text, key)
