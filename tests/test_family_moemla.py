@@ -357,3 +357,17 @@ def test_ernie_moe_schedule() -> None:
     c["moe_layer_interval"] = 2
     kinds = [la.mlp.kind for la in spec_from_config(c).layers]
     assert kinds == ["moe" if (i + 1) % 2 == 0 else "dense" for i in range(28)]
+
+
+@pytest.mark.parametrize(("stem", "key", "value", "field"), [
+    (V4, "compress_ratios", [0, 4], "layer_types"),
+    (V4, "compress_rates", {"compressed_sparse_attention": "x"}, "compress_rates"),
+    (V32, "q_lora_rank", None, "q_lora_rank"),
+    (NEMOTRON, "block_configs", [], "block_configs"),
+])
+def test_bad_values_are_config_errors(stem: str, key: str, value: Any, field: str) -> None:
+    """A broken config is one ConfigError naming the field, never a crash."""
+    c = cfg(stem)
+    c[key] = value
+    with pytest.raises(ConfigError, match=field):
+        spec_from_config(c)
