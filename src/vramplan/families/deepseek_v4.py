@@ -275,10 +275,11 @@ def tensors(spec: ModelSpec) -> tuple[list[TensorGroup], list[TensorGroup]]:
         out.append(TensorGroup("head.weight", (v, h), "lm_head", None, "vocab", linear=True))
     mtp: list[TensorGroup] = []
     if spec.layers:
-        # ASSUMPTION: DeepSeek-V4 MTP block (checkpoint ``mtp.{k}``): e_proj / h_proj [H, H],
-        # enorm / hnorm / norm, its own hc_head, one decoder block of the layer type after the
-        # last (compress_ratios[num_hidden_layers]) with a learned-routing MoE; embedding and
-        # head shared with the main model.
+        # DeepSeek-V4 MTP block (checkpoint ``mtp.{k}``; DeepSeek's inference/model.py MTPBlock,
+        # as quoted in public ports): e_proj / h_proj [H, H], enorm / hnorm / norm, its own
+        # hc_head, one full decoder block of the layer type after the last
+        # (compress_ratios[num_hidden_layers]: sliding, no compressor or indexer) with a
+        # learned-routing MoE (gate.bias); embedding and head shared with the main model.
         last = spec.layers[-1]
         mtype = str(spec.param("mtp_layer_type", SLIDING))
         for k in range(spec.mtp_layers):
