@@ -3,6 +3,7 @@
 Per token and layer:
   full / sliding / chunked attention: kv_heads * (head_dim_k + head_dim_v) * bytes/elem
   MLA latent (DeepSeek V2/V3, Kimi K2):  (kv_lora_rank + qk_rope_head_dim) * bytes/elem, one "head"
+    + the sparse-attention indexer's key cache where there is one (DeepSeek-V3.2, GLM-5)
   linear attention (Gated DeltaNet):    0 per token; a constant state per sequence
   cross-attention (Mllama):             K/V of the encoder (image) tokens, constant per sequence
   no mixer (Nemotron-H MLP layers):     nothing
@@ -71,14 +72,52 @@ def kv_heads_per_rank(attn: AttentionSpec, tp: int) -> int:
     return max(1, attn.num_kv_heads // tp)
 
 
+# vLLM's indexer key cache quantizes per block of this many values (Indexer.quant_block_size).
+INDEXER_QUANT_BLOCK = 128
+
+
+def indexer_bytes_per_token(attn: AttentionSpec) -> int:
+    """Bytes one token adds to a layer's sparse-attention indexer key cache (0 without one).
+
+    index_head_dim FP8 values + one fp32 scale per 128 values, whatever the KV dtype, one copy
+    per TP rank: DeepSeek-V3.2 128 + 4 = 132 B. SOURCE: vllm/model_executor/models/
+    deepseek_v2.py@002d6073aa034d4f5545d45021b0e56d1f3c3593 (Indexer: ``k_cache =
+    DeepseekV32IndexerCache(head_dim=head_dim + head_dim // quant_block_size * 4,
+    dtype=torch.uint8)``, an MLAAttentionSpec with one KV head; the backend,
+    vllm/v1/attention/backends/mla/indexer.py DeepseekV32IndexerBackend, lays it out
+    [num_blocks, block_size, head_size]). ASSUMPTION: the other engines keep the same cache.
+    """
+    ix = attn.indexer
+    if ix is None:
+        return 0
+    return ix.head_dim + ix.head_dim // INDEXER_QUANT_BLOCK * 4
+
+
+def mla_row_bytes(attn: AttentionSpec, kv_dtype: str) -> int:
+    """Bytes of one token's MLA latent: (kv_lora_rank + qk_rope_head_dim) x bytes/elem.
+
+    Sparse-attention (indexer) models on an FP8 cache use FlashMLA's ``fp8_ds_mla`` record
+    instead: kv_lora_rank FP8 values + one fp32 scale per 128 of them + the RoPE part in bf16
+    (DeepSeek-V3.2: 512 + 16 + 128 = 656 B). SOURCE: vllm/model_executor/models/config.py
+    (DeepseekV32ForCausalLM.verify_and_update_config turns an fp8 cache into "fp8_ds_mla"),
+    vllm/v1/attention/backends/mla/flashmla_sparse.py (get_kv_cache_shape: 656 B per token).
+    """
+    if attn.indexer is not None and KV_DTYPES[kv_dtype] == (1, 1):
+        return attn.kv_lora_rank + attn.kv_lora_rank // 128 * 4 + attn.qk_rope_head_dim * 2
+    return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype)
+
+
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:
     """K+V bytes one token adds to one layer on one TP rank (0 for linear attention, no mixer and
     a layer that reuses another layer's cache; a cross-attention layer's per-token figure applies
-    to its encoder tokens)."""
+    to its encoder tokens).
+
+    An MLA layer with a sparse-attention indexer adds its key cache
+    (``indexer_bytes_per_token``)."""
     if attn.kind in ("linear", "none") or attn.kv_shared_with is not None:
         return 0
     if attn.kind == "mla":
-        return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype)
+        return mla_row_bytes(attn, kv_dtype) + indexer_bytes_per_token(attn)
     heads = kv_heads_per_rank(attn, tp)
     return row_bytes(heads * attn.head_dim, kv_dtype) + row_bytes(heads * attn.v_head_dim,
                                                                    kv_dtype)
@@ -133,8 +172,8 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
     per_tok = per_tok_all = window_b = state_b = 0
     for layer in spec.layers:
         a = layer.attention
-        if a.kv_shared_with is not None:
-            continue  # reads another layer's cache, stores none
+        if a.kv_shared_with is not None or a.kind == "none":
+            continue  # reads another layer's cache, or has no mixer: stores none
         b = layer_bytes_per_token(a, kv_dtype, tp)
         per_tok_all += b
         if a.kind == "linear":

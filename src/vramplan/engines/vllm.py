@@ -255,8 +255,8 @@ def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
     Mamba/linear-attention hybrids raise the attention block to 16 x cdiv(state, 16 x
     attention page per token) and pad the state to that page (model_executor/models/config.py
     HybridAttentionMambaModelConfig)."""
-    # a layer without a mixer, or reading another layer's cache (kv_sharing_target_layer_name),
-    # has no KV spec
+    # a layer without a mixer (DeciLM no-op attention, Nemotron-H MLP layers), or reading
+    # another layer's cache (kv_sharing_target_layer_name), has no KV spec
     sel = [lay.attention for lay in spec.layers
            if lay.index in layers and lay.attention.kv_shared_with is None
            and lay.attention.kind != "none"]

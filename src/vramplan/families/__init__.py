@@ -38,6 +38,16 @@ FAMILY_MODULES: dict[str, str] = {
     # -- hybrid --
 
     # -- moe_mla --
+    "deepseek_v32": "vramplan.families.deepseek_v32",
+    "glm_moe_dsa": "vramplan.families.deepseek_v32",
+    "glm4_moe_lite": "vramplan.families.glm4_moe_lite",
+    "minimax_m2": "vramplan.families.minimax_m2",
+    "nemotron_nas": "vramplan.families.nemotron_nas",
+    "deepseek_v4": "vramplan.families.deepseek_v4",
+    "phimoe": "vramplan.families.phimoe",
+    "hunyuan_moe": "vramplan.families.hunyuan_moe",
+    "ernie45_moe": "vramplan.families.ernie45_moe",
+    "mimo_v2_flash": "vramplan.families.mimo_v2_flash",
 
     # -- dense --
     "smollm3": "vramplan.families.smollm3",
@@ -72,6 +82,16 @@ MODEL_TYPES: dict[str, str] = {
     # -- hybrid --
 
     # -- moe_mla --
+    "deepseek_v32": "deepseek_v32",
+    "glm_moe_dsa": "glm_moe_dsa",
+    "glm4_moe_lite": "glm4_moe_lite",
+    "minimax_m2": "minimax_m2",
+    "nemotron-nas": "nemotron_nas",
+    "deepseek_v4": "deepseek_v4",
+    "phimoe": "phimoe",
+    "hunyuan_v1_moe": "hunyuan_moe",
+    "ernie4_5_moe": "ernie45_moe",
+    "mimo_v2_flash": "mimo_v2_flash",
 
     # -- dense --
     "smollm3": "smollm3",
@@ -108,6 +128,17 @@ ARCHITECTURES: dict[str, str] = {
     # -- hybrid --
 
     # -- moe_mla --
+    "DeepseekV32ForCausalLM": "deepseek_v32",
+    "GlmMoeDsaForCausalLM": "glm_moe_dsa",
+    "Glm4MoeLiteForCausalLM": "glm4_moe_lite",
+    "MiniMaxM2ForCausalLM": "minimax_m2",
+    "DeciLMForCausalLM": "nemotron_nas",
+    "DeepseekV4ForCausalLM": "deepseek_v4",
+    "PhimoeForCausalLM": "phimoe",
+    "PhiMoEForCausalLM": "phimoe",
+    "HunYuanMoEV1ForCausalLM": "hunyuan_moe",
+    "Ernie4_5_MoeForCausalLM": "ernie45_moe",
+    "MiMoV2FlashForCausalLM": "mimo_v2_flash",
 
     # -- dense --
     "SmolLM3ForCausalLM": "smollm3",
