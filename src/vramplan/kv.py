@@ -179,8 +179,6 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
         if a.kind == "linear":
             linear += 1
             state_b += linear_state_bytes(a, kv_dtype, tp)
-        elif a.kind == "none":
-            continue
         elif a.kind == "cross":
             per_tok_all -= b
             state_b += b * a.encoder_tokens
