@@ -514,8 +514,12 @@ def _mlp(text: Mapping[str, Any], family: str, model_type: str, i: int, n_layers
         shared_expert_gate=shared_gate,
         router_bias=family == "gpt_oss",
         expert_bias=family == "gpt_oss",
-        score_correction_bias=(family == "deepseek" and text.get("topk_method") == "noaux_tc")
-        or family == "glm4_moe",
+        # DeepSeek-V3's router always holds e_score_correction_bias (transformers
+        # models/deepseek_v3/modeling_deepseek_v3.py DeepseekV3TopkRouter @5.25.0, even when a
+        # trimmed config omits topk_method); DeepSeek-V2 only with topk_method "noaux_tc".
+        score_correction_bias=(family == "deepseek" and (
+            text.get("topk_method", "noaux_tc" if model_type in ("deepseek_v3", "kimi_k2")
+                     else "greedy") == "noaux_tc")) or family == "glm4_moe",
     )
 
 
