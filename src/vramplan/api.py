@@ -59,8 +59,9 @@ def _load_inline(canonical_json: str) -> LoadedModel:
 
 
 def _from_source(src: ModelSource) -> LoadedModel:
+    # A GGUF's tensor table is a header too: its weights are priced from it (gguf_source).
     spec = spec_from_config(src.config, src.model_id, extra_quant=src.hf_quant_config,
-                            headers_available=bool(src.header_tensors))
+                            headers_available=bool(src.header_tensors) or src.origin == "gguf")
     return LoadedModel(src, spec, build_inventory(spec))
 
 

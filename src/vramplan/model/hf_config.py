@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from vramplan.errors import ConfigError
+from vramplan.model import structure
 from vramplan.model.spec import (
     AttentionSpec,
     AttnKind,
@@ -167,20 +168,22 @@ BUILTIN_ARCHITECTURES: dict[str, str] = {
     "Qwen3NextForCausalLM": "qwen3_next",
 }
 
-GENERIC_NOTE = ("unknown model_type {t!r}: read as a generic Llama-style decoder (q/k/v/o "
-                "attention, gated MLP, 2 norms per layer); its config has no expert, hybrid or "
-                "tower keys, but family-specific tensors (biases, extra norms) may be missed")
-
-
-def _structure_refusal(model_type: str, known: bool, left: dict[str, list[str]]) -> ConfigError:
+def _structure_refusal(model_type: str, arch: str, known: bool,
+                       left: dict[str, list[str]]) -> ConfigError:
     keys = sorted({k for ks in left.values() for k in ks})
-    cats = ", ".join(sorted(c.split(":")[0] for c in left))
-    what = f"model_type {model_type!r} " + ("does not use" if known else "is not a known family; "
-                                            "vramplan cannot lay out")
+    cats = ", ".join(sorted(c.split(":")[0] for c in left if c != structure.UNKNOWN_FAMILY))
+    fix = ("pass a model folder (or Hub id) with its *.safetensors headers for exact weights, "
+           "or a config of a supported family (`vramplan models`)")
+    if not known:
+        fix += "; a fine-tune of a supported model: set architectures to its class"
+        what = (f"model_type {model_type!r} (architectures {arch!r}) is not a family vramplan "
+                "knows: biases and extra norms are not written in config.json")
+        what += f", nor this structure ({cats})" if cats else ""
+        return ConfigError(f"config.json {', '.join(keys)}", what + ", so its size would be a "
+                           "guess", fix)
     return ConfigError(f"config.json {', '.join(keys)}",
-                       f"{what} this structure ({cats}), so its size would be a guess",
-                       "pass a model folder (or Hub id) with its *.safetensors headers for exact "
-                       "weights, or a config of a supported family (`vramplan models`)")
+                       f"model_type {model_type!r} does not use this structure ({cats}), so its "
+                       "size would be a guess", fix)
 
 
 def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
@@ -189,13 +192,12 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
     """Normalize a parsed config.json into a ModelSpec, or raise ConfigError naming the field.
 
     Dispatch: a registered family module (``vramplan.families``), else the built-in core. A
-    config whose ``model_type`` is unknown is recovered by its ``architectures`` class; a config
-    with structure its family does not interpret (``model/structure.py``) is refused, unless
-    ``headers_available`` (weights then come from the safetensors headers and the KV of the
-    generic reading is marked approximate).
+    config whose ``model_type`` is unknown is recovered by its ``architectures`` class. A config
+    with structure its family does not interpret (``model/structure.py``), or of no known family
+    at all, is refused, unless ``headers_available`` (weights then come from the safetensors or
+    GGUF headers and the KV of the generic reading is marked approximate).
     """
     from vramplan import families
-    from vramplan.model import structure
 
     if not isinstance(cfg, Mapping):
         raise ConfigError("config.json", "is not a JSON object", "pass the model's config.json")
@@ -232,30 +234,29 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
         handles: frozenset[str] = module.HANDLES
     else:
         handles = BUILTIN_HANDLES.get(core_type, frozenset())
-    left = structure.unexplained(cfg, text, handles)
+    known = module is not None or core_type in FAMILIES
+    left = structure.unexplained(cfg, text, handles, family_known=known)
     if left:
         if not headers_available:
-            raise _structure_refusal(model_type, module is not None or core_type in FAMILIES,
-                                     left)
-        notes.append("structure not interpreted (" + ", ".join(sorted(left)) + "): weights "
-                     "are exact from the safetensors headers; KV and activations are "
-                     "APPROXIMATE (read as a plain decoder)")
+            raise _structure_refusal(model_type, arch, known, left)
+        cats = sorted(c for c in left if c != structure.UNKNOWN_FAMILY)
+        what = (f"model_type {model_type!r} is not a known family" if not known else "")
+        what += ("; " if what and cats else "") + (
+            f"structure not interpreted ({', '.join(cats)})" if cats else "")
+        notes.append(what + ": weights are exact from the checkpoint's tensor headers; KV and "
+                     "activations are APPROXIMATE (read as a plain decoder)")
         return generic_spec(_strip_structure(cfg, left), model_id, extra_quant,
                             model_type=model_type, family="llama", notes=notes)
     if module is not None:
         spec = module.spec(cfg, model_id, extra_quant)
         assert isinstance(spec, ModelSpec)
         return spec
-    if core_type not in FAMILIES:
-        notes.append(GENERIC_NOTE.format(t=model_type))
-        return generic_spec(cfg, model_id, extra_quant, model_type=model_type, family="llama",
-                            notes=notes)
     return generic_spec(cfg, model_id, extra_quant)
 
 
 def _strip_structure(cfg: Mapping[str, Any], left: Mapping[str, list[str]]) -> dict[str, Any]:
     """The config without the keys of uninterpreted structure (for the approximate reading)."""
-    drop = {k for ks in left.values() for k in ks}
+    drop = {k for cat, ks in left.items() if cat != structure.UNKNOWN_FAMILY for k in ks}
     out = {k: v for k, v in cfg.items() if k not in drop}
     if isinstance(cfg.get("text_config"), Mapping):
         tc = {k: v for k, v in cfg["text_config"].items() if k not in drop}
