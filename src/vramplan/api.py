@@ -99,9 +99,20 @@ def _priced(lm: LoadedModel, quant: str | None) -> QuantizedModel:
             scheme = ckpt
     else:
         scheme = ckpt or NONE
-    if lm.source.header_tensors and scheme.method != "gguf" and (ckpt is not None or not quant):
-        return entries_from_headers(lm.inventory, lm.source.header_tensors, scheme)
-    return quantize_model(lm.inventory, scheme)
+    headers = lm.source.header_tensors
+    if headers and scheme.method != "gguf" and (ckpt is not None or not quant):
+        return entries_from_headers(lm.inventory, headers, scheme)
+    if not headers:
+        return quantize_model(lm.inventory, scheme)
+    # --quant on an unquantized checkpoint: the formula prices the stored tensors, so where the
+    # headers disagree with the config's inventory the inventory is rebuilt from them.
+    from vramplan.quant.from_headers import header_check, header_inventory
+
+    check = header_check(lm.inventory, headers, ckpt or NONE)
+    inv = lm.inventory if check.match is not False else header_inventory(lm.inventory, headers)
+    qm = quantize_model(inv, scheme)
+    return QuantizedModel(qm.inventory, qm.scheme, qm.entries, qm.mtp_bytes, qm.notes,
+                          header_check=check)
 
 
 def resolve_gpu(gpu: str | None, vram: int | None) -> Gpu:
@@ -197,6 +208,8 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     if ctx > spec.max_position_embeddings:
         notes.append(f"context {ctx:,} is beyond the trained {spec.max_position_embeddings:,}")
     assumptions = list(res.assumptions)
+    if qm.header_check is not None and qm.header_check.assumption():
+        assumptions.insert(0, str(qm.header_check.assumption()))
     if res.context_tokens is not None and res.context_tokens != ctx:
         ctx = res.context_tokens
         if ctx_default:
@@ -214,7 +227,8 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
         kv_window_bytes_per_sequence=kvs.window_bytes_per_sequence,
         kv_state_bytes_per_sequence=kvs.state_bytes_per_sequence, devices=res.devices,
         host_ram_bytes=res.host_ram_bytes, engine_figures=res.figures, failure=res.failure,
-        fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes))
+        fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes),
+        header_check=qm.header_check)
     from vramplan.speed import estimate_speed
 
     est = replace(est, speed=estimate_speed(est, qm, hw, host if host is not None else ram,

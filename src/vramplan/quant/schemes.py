@@ -13,10 +13,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vramplan.errors import ConfigError, InputError
 from vramplan.inventory import TensorGroup, TensorInventory
+
+if TYPE_CHECKING:
+    from vramplan.result import HeaderCheck
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "int8": 1}
 # Roles whose tensors stay in the model dtype under every weight-only scheme unless the
@@ -69,6 +72,7 @@ class QuantizedModel:
     entries: tuple[WeightEntry, ...]
     mtp_bytes: int
     notes: tuple[str, ...] = field(default=())
+    header_check: HeaderCheck | None = None  # inventory vs the checkpoint's tensor headers
     weights_bytes: int = field(init=False)
     _by_role: tuple[tuple[str, int], ...] = field(init=False)
     _by_format: tuple[tuple[str, int, int], ...] = field(init=False)  # (fmt, bytes, params)
