@@ -59,7 +59,7 @@ def _load_inline(canonical_json: str) -> LoadedModel:
 
 
 def _from_source(src: ModelSource) -> LoadedModel:
-    # A GGUF's tensor table is a header too: its weights are priced from it (gguf_source).
+    # A GGUF's tensor table is a header too: its weights are priced from it (quant/gguf_weights).
     spec = spec_from_config(src.config, src.model_id, extra_quant=src.hf_quant_config,
                             headers_available=bool(src.header_tensors) or src.origin == "gguf")
     return LoadedModel(src, spec, build_inventory(spec))
@@ -84,7 +84,7 @@ def load(model: str | Mapping[str, Any], *, allow_hub: bool = True,
 def _priced(lm: LoadedModel, quant: str | None) -> QuantizedModel:
     spec = lm.spec
     if lm.source.origin == "gguf":
-        from vramplan.model.gguf_source import priced_for_source
+        from vramplan.quant.gguf_weights import priced_for_source
 
         return priced_for_source(lm.inventory, lm.source, quant)
     ckpt = scheme_from_config(spec.quantization_config) if spec.quantization_config else None
