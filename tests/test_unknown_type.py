@@ -55,13 +55,14 @@ def _cases() -> list[Any]:
     return out
 
 
-def outcome(cfg: dict[str, Any], stem: str) -> int | None:
-    """The whole-model parameter count, or None when refused with a ConfigError."""
+def outcome(cfg: dict[str, Any], stem: str) -> tuple[int, int] | None:
+    """(whole-model, text-model) parameters, or None when refused with a ConfigError."""
     try:
         spec = spec_from_config(cfg, stem)
     except ConfigError:
         return None
-    return build_inventory(spec).params_total
+    inv = build_inventory(spec)
+    return inv.params_total, inv.params_text
 
 
 @pytest.mark.parametrize(("stem", "mode"), _cases())
@@ -72,9 +73,9 @@ def test_unknown_model_type_is_exact_or_refused(stem: str, mode: str) -> None:
         pytest.skip(f"{stem}.json is not in the catalog, ../shared/models or tests/data/configs")
     got = outcome(mutate(load(path), mode == "rename"), stem)
     if got is not None and "params_total" not in truth:
-        pytest.fail(f"read as {got:,} parameters, but transformers could not build it "
+        pytest.fail(f"read as {got[0]:,} parameters, but transformers could not build it "
                     f"({truth.get('error', '?')[:120]}): nothing says that number is right")
-    assert got in (None, truth.get("params_total"))
+    assert got in (None, (truth.get("params_total"), truth.get("params_text")))
 
 
 def test_plain_decoder_renamed_everywhere_is_refused_naming_the_fix() -> None:
@@ -94,3 +95,22 @@ def test_renamed_type_with_known_architecture_is_recovered_exactly() -> None:
     spec = spec_from_config(mutate(load(path), False))
     assert spec.model_type == "qwen2" and "read as 'qwen2'" in spec.notes[0]
     assert build_inventory(spec).params_total == PARITY["Qwen__Qwen2.5-7B-Instruct"]["params_total"]
+
+
+@pytest.mark.parametrize(("types", "arch", "wrapped", "want"), [
+    (["gemma3", "gemma3_text"], "Gemma3ForConditionalGeneration", True, ("gemma3", "gemma3_text")),
+    (["gemma3_text", "gemma3"], "Gemma3ForCausalLM", False, ("gemma3_text", None)),
+    (["qwen3_vl", "qwen3_vl_text", "qwen3_vl_moe", "qwen3_vl_moe_text"],
+     "Qwen3VLMoeForConditionalGeneration", True, ("qwen3_vl_moe", "qwen3_vl_moe_text")),
+    (["mllama", "mllama_text_model"], "MllamaForConditionalGeneration", True,
+     ("mllama", "mllama_text_model")),
+    (["olmo2", "olmo3"], "Olmo3ForCausalLM", False, ("olmo3", None)),
+    (["deepseek_v32"], "SomethingElseForCausalLM", False, ("deepseek_v32", None)),
+    ([], "X", False, (None, None)),
+])
+def test_recovered_types_follow_the_class_name(types: list[str], arch: str, wrapped: bool,
+                                               want: tuple[str | None, str | None]) -> None:
+    """A renamed config is recovered as the model_type the architectures class names."""
+    from vramplan.model.hf_config import _recovered_types
+
+    assert _recovered_types(types, arch, wrapped) == want

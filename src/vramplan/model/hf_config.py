@@ -168,6 +168,33 @@ BUILTIN_ARCHITECTURES: dict[str, str] = {
     "Qwen3NextForCausalLM": "qwen3_next",
 }
 
+def _recovered_types(types: list[str], arch: str, wrapped: bool) -> tuple[str | None, str | None]:
+    """(top-level model_type, text_config model_type) for a config recovered by its
+    ``architectures`` class, among the ``types`` its family registers.
+
+    The base type is the one whose name is the class name's stem (``Qwen3VLMoeForConditional
+    Generation`` -> ``qwen3_vl_moe``, ignoring case and underscores), else the first registered.
+    A multimodal wrapper (a ``text_config``) keeps the base at the top and gets the base's text
+    type (``<base>_text`` / ``<base>_text_model``, as transformers names them) inside; a config
+    without ``text_config`` is the text model itself, so it takes the text type when the family
+    has one (Gemma-3-1B: ``Gemma3ForCausalLM`` with ``gemma3_text``).
+    """
+    if not types:
+        return None, None
+
+    def norm(t: str) -> str:
+        return t.replace("_", "").replace("-", "").lower()
+
+    stem = norm(arch.split("For", 1)[0])
+    base = next((t for t in types if norm(t) == stem), None)
+    if base is None:
+        base = next((t for t in types if not t.endswith(("_text", "_text_model"))), types[0])
+    text = next((t for t in (f"{base}_text", f"{base}_text_model") if t in types), None)
+    if wrapped:
+        return base, text
+    return text or base, None
+
+
 def _structure_refusal(model_type: str, arch: str, known: bool,
                        left: dict[str, list[str]]) -> ConfigError:
     keys = sorted({k for ks in left.values() for k in ks})
@@ -215,15 +242,20 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
     if fam is None and core_type not in FAMILIES:
         recovered_fam = families.ARCHITECTURES.get(arch)
         recovered_type = BUILTIN_ARCHITECTURES.get(arch)
-        if recovered_fam is not None or recovered_type is not None:
-            new_type = next((t for t, f in families.MODEL_TYPES.items() if f == recovered_fam),
-                            None) if recovered_fam else recovered_type
-            assert new_type is not None
+        if recovered_fam is not None:
+            new_type, text_type = _recovered_types(
+                [t for t, f in families.MODEL_TYPES.items() if f == recovered_fam], arch,
+                isinstance(cfg.get("text_config"), Mapping))
+        else:
+            new_type, text_type = recovered_type, None
+        if new_type is not None:
             fixed = dict(cfg)
             fixed["model_type"] = new_type
             if isinstance(cfg.get("text_config"), Mapping):
                 fixed["text_config"] = {k: v for k, v in cfg["text_config"].items()
                                         if k != "model_type"}
+                if text_type is not None:
+                    fixed["text_config"]["model_type"] = text_type
             spec = spec_from_config(fixed, model_id, extra_quant,
                                     headers_available=headers_available)
             note = (f"model_type {model_type!r} is unknown; read as {new_type!r} from "
