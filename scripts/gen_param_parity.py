@@ -7,9 +7,20 @@ separate virtual environment, for example::
     python3 -m venv /work/parity-venv
     /work/parity-venv/bin/pip install torch transformers
     /work/parity-venv/bin/python scripts/gen_param_parity.py \
-        [--models-dir ../shared/models] [--out tests/data/param_parity.json]
+        [--models-dir ../shared/models] [--extra-dir tests/data/configs] \
+        [--out tests/data/param_parity.json] [--only STEM ...]
 
 Default paths are resolved relative to the repository root (the parent of ``scripts/``).
+``--extra-dir`` (repeatable; default ``tests/data/configs`` when it exists) adds configs that
+were constructed for the tests; their ``_vramplan_*`` keys (``_vramplan_source``) are dropped
+before building. ``--only`` regenerates just those stems and keeps every other entry of the
+existing fixture.
+
+Gemma-3n's vision tower is a ``timm`` model (``TimmWrapperModel``): put ``timm``, ``pillow`` and
+``torchvision`` (its C extension is not needed to build the modules) on ``PYTHONPATH`` to count
+it; without them that model gets an ``error`` entry (and its ``params_text`` from the text model
+alone). A config transformers has no class for (remote code such as ``nemotron-nas``) gets an
+``error`` entry; the other models are unaffected and the exit status is 0 unless ``--strict``.
 
 What it does: for every ``<org>__<name>.json`` config in the models directory (``*.hf_quant_config
 .json`` side files are skipped) it builds the transformers config from the JSON alone (the Hub is
@@ -20,6 +31,9 @@ truth that vramplan's parameter counter must reproduce exactly:
 
 * ``params_total``: sum of ``numel`` over unique parameters (tied weights once, like
   ``model.parameters()``);
+* ``params_text``: the same without the vision / audio towers and their projectors (parameter
+  names matching ``TOWER_NAME``: vision, visual, audio, multi_modal_projector, mm_projector,
+  embed_vision, embed_audio);
 * ``params_with_ties``: the same over ``named_parameters(remove_duplicate=False)``;
 * ``groups``: parameters grouped by name with every integer path component replaced by ``*``
   (count, total numel, shape of the first member);
@@ -30,7 +44,8 @@ Model type ``kimi_k2`` is built with the DeepseekV3 config and model classes (it
 ``DeepseekV3ForCausalLM``). The model class is the one named in ``architectures`` when transformers
 has it (so Llama-4 Scout gets ``Llama4ForConditionalGeneration`` with its vision tower), otherwise
 the ``AutoModelForCausalLM`` mapping for the config. At the end a table compares ``params_total``
-with the "computed" figures in ``SOURCES.md``.
+with the "computed" figures in ``SOURCES.md``, and ``params_text`` / ``params_total`` with
+the "exact params text / whole" column of its "Added 2026-12" table.
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT.parent / "shared" / "models"
 DEFAULT_OUT = REPO_ROOT / "tests" / "data" / "param_parity.json"
+DEFAULT_EXTRA_DIR = REPO_ROOT / "tests" / "data" / "configs"
 
 # model_type values that transformers does not know, mapped to the one to build them with.
 MODEL_TYPE_ALIASES = {"kimi_k2": "deepseek_v3"}
@@ -61,6 +77,9 @@ DROP_KEYS = ("model_type", "auto_map", "quantization_config")
 # Config fields that give the number of MTP / next-n prediction layers, per family.
 MTP_KEYS = ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_layers")
 
+# Parameter names of vision / audio towers and their projectors into the text model.
+TOWER_NAME = re.compile(r"vision|visual|audio|multi_modal_projector|mm_projector")
+
 _INT_COMPONENT = re.compile(r"^\d+$")
 _INT_LIST = re.compile(r"\[\s*(\d+(?:,\s*\d+)*)\s*\]")
 
@@ -70,10 +89,21 @@ def name_pattern(name: str) -> str:
     return ".".join("*" if _INT_COMPONENT.match(part) else part for part in name.split("."))
 
 
+class Unbuildable(Exception):
+    """transformers has no class for this config (remote code); recorded as an ``error``."""
+
+
 def build_config(raw: dict[str, Any]) -> tuple[PretrainedConfig, str]:
     """Build a transformers config from a raw config.json dict. Returns (config, model_type)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
     cfg = {k: v for k, v in raw.items() if k not in DROP_KEYS}
     model_type = MODEL_TYPE_ALIASES.get(raw["model_type"], raw["model_type"])
+    if model_type not in CONFIG_MAPPING:
+        remote = " (remote code: auto_map " + ", ".join(
+            f"{k}={v}" for k, v in raw["auto_map"].items()) + ")" if raw.get("auto_map") else ""
+        raise Unbuildable(f"transformers {transformers.__version__} has no config class for "
+                          f"model_type {model_type!r}{remote}; trust_remote_code is never used")
     config = AutoConfig.for_model(model_type, **cfg)
     return config, model_type
 
@@ -158,8 +188,9 @@ def describe_model(raw: dict[str, Any], config: PretrainedConfig, model: torch.n
     mtp_cfg = {k: raw.get(k, raw.get("text_config", {}).get(k)) for k in MTP_KEYS}
     mtp_cfg = {k: v for k, v in mtp_cfg.items() if v is not None}
 
+    params_text = sum(p.numel() for n, p in unique if not TOWER_NAME.search(n))
     names = [n for n, _ in all_named]
-    text_names = [n for n in names if "vision" not in n]
+    text_names = [n for n in names if not TOWER_NAME.search(n)]
     idx = layer_indices(text_names, re.compile(r"(?:^|\.)layers\.(\d+)\."))
     mtp_names = [n for n in names if re.search(r"(^|\.)(mtp|nextn|eh_proj|enorm|hnorm)(\.|_|$)", n)]
     extra_layers = sorted(i for i in idx if n_layers is not None and i >= n_layers)
@@ -180,6 +211,7 @@ def describe_model(raw: dict[str, Any], config: PretrainedConfig, model: torch.n
         notes.append("MTP/next-n layers in the config are not instantiated by transformers")
     return {
         "params_total": params_total,
+        "params_text": params_text,
         "params_total_plus_buffers": params_total + sum(buffers.values()),
         "params_with_ties": params_with_ties,
         "tied": bool(tied_aliases),
@@ -220,48 +252,123 @@ def parse_sources(sources_md: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def parse_sources_2026(sources_md: Path) -> dict[str, tuple[int | None, int | None]]:
+    """Map file stem -> (text, whole) from the "exact params text / whole" column of the
+    "Added 2026-12" table of SOURCES.md ("-" where transformers could not build it: None)."""
+    out: dict[str, tuple[int | None, int | None]] = {}
+    if not sources_md.is_file():
+        return out
+    pair = re.compile(r"^([\d,]+|-) / ([\d,]+|-)$")
+    for line in sources_md.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 5 or not cells[0].endswith(".json"):
+            continue
+        m = pair.match(cells[4])
+        if m:
+            text, whole = (None if g == "-" else int(g.replace(",", "")) for g in m.groups())
+            out[cells[0][: -len(".json")]] = (text, whole)
+    return out
+
+
+def text_only_params(config: PretrainedConfig) -> tuple[int, str] | None:
+    """(params, class) of the text model alone, built from ``config.get_text_config()`` with the
+    causal-LM class of that config; None where there is none (or it is the whole model)."""
+    if not hasattr(config, "get_text_config"):
+        return None
+    text_cfg = config.get_text_config()
+    if text_cfg is config:
+        return None
+    cls = AutoModelForCausalLM._model_mapping.get(type(text_cfg), None)
+    if cls is None:
+        return None
+    with torch.device("meta"):
+        model = cls._from_config(text_cfg)
+    return sum(p.numel() for p in model.parameters()), cls.__name__
+
+
+def load_raw(path: Path) -> dict[str, Any]:
+    """A config.json without the ``_vramplan_*`` keys of constructed test configs."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {k: v for k, v in raw.items() if not k.startswith("_vramplan")}
+
+
+def measure(raw: dict[str, Any]) -> dict[str, Any]:
+    """One fixture entry; a config transformers cannot build gets ``error`` (never raises)."""
+    entry: dict[str, Any] = {
+        "model_type": raw.get("model_type"),
+        "quantization_config_dropped": "quantization_config" in raw,
+    }
+    config = None
+    try:
+        config, built_as = build_config(raw)
+        entry["config_class"] = type(config).__name__
+        if built_as != raw.get("model_type"):
+            entry["built_as_model_type"] = built_as
+        model, cls_name, tried = instantiate(config, raw)
+        entry["model_class"] = cls_name
+        if tried:
+            entry["failed_classes"] = tried
+        entry.update(describe_model(raw, config, model))
+        del model
+    except Unbuildable as exc:
+        entry["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - record the failure in the fixture
+        entry["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:600]}"
+        traceback.print_exc()
+    if "error" in entry and config is not None:
+        try:
+            got = text_only_params(config)
+        except Exception as exc:  # noqa: BLE001
+            print(f"  text model alone failed too: {type(exc).__name__}: {exc}", file=sys.stderr)
+            got = None
+        if got is not None:
+            entry["params_text"], entry["params_text_class"] = got
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    ap.add_argument("--extra-dir", type=Path, action="append", default=None,
+                    help="another directory of configs (repeatable; default tests/data/configs)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--only", nargs="*", help="only these file stems (debugging)")
+    ap.add_argument("--only", nargs="*", help="only these file stems; other entries are kept")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when any model has an error")
     args = ap.parse_args(argv)
 
-    models_dir = args.models_dir if args.models_dir.is_absolute() else REPO_ROOT / args.models_dir
-    out_path = args.out if args.out.is_absolute() else REPO_ROOT / args.out
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else REPO_ROOT / p
 
-    files = sorted(
-        p for p in models_dir.glob("*.json") if not p.name.endswith(".hf_quant_config.json")
-    )
+    models_dir = resolve(args.models_dir)
+    out_path = resolve(args.out)
+    extra_dirs = [resolve(d) for d in args.extra_dir] if args.extra_dir is not None else (
+        [DEFAULT_EXTRA_DIR] if DEFAULT_EXTRA_DIR.is_dir() else [])
+
+    files: dict[str, tuple[Path, str]] = {}
+    for d, origin in [(models_dir, "shared")] + [(d, "constructed") for d in extra_dirs]:
+        for p in sorted(d.glob("*.json")):
+            if p.name.endswith(".hf_quant_config.json"):
+                continue
+            if p.stem in files:
+                raise SystemExit(f"{p} has the same name as {files[p.stem][0]}")
+            files[p.stem] = (p, origin)
     if args.only:
-        files = [p for p in files if p.stem in set(args.only)]
+        unknown = set(args.only) - set(files)
+        if unknown:
+            raise SystemExit(f"--only: no such config: {', '.join(sorted(unknown))}")
+        files = {k: v for k, v in files.items() if k in set(args.only)}
 
     models: dict[str, Any] = {}
-    for path in files:
-        stem = path.stem
+    if args.only and out_path.is_file():
+        models = dict(json.loads(out_path.read_text(encoding="utf-8"))["models"])
+    for stem, (path, origin) in files.items():
         t0 = time.monotonic()
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        entry: dict[str, Any] = {
-            "model_type": raw.get("model_type"),
-            "quantization_config_dropped": "quantization_config" in raw,
-        }
-        try:
-            config, built_as = build_config(raw)
-            entry["config_class"] = type(config).__name__
-            if built_as != raw.get("model_type"):
-                entry["built_as_model_type"] = built_as
-            model, cls_name, tried = instantiate(config, raw)
-            entry["model_class"] = cls_name
-            if tried:
-                entry["failed_classes"] = tried
-            entry.update(describe_model(raw, config, model))
-            del model
-        except Exception as exc:  # noqa: BLE001 - record the failure in the fixture
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
+        entry = measure(load_raw(path))
+        entry["origin"] = origin
         dt = time.monotonic() - t0
         print(f"{stem}: {entry.get('params_total', entry.get('error'))} ({dt:.1f}s)", flush=True)
         models[stem] = entry
+    models = dict(sorted(models.items()))
 
     fixture = {
         "generated_by": "scripts/gen_param_parity.py",
@@ -270,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         "notes": (
             "Instantiated on the meta device from the config.json alone. quantization_config is "
             "dropped before instantiation (quantization_config_dropped=true): counts are for the "
-            "plain-dtype model. MTP/next-n layers are not instantiated by transformers unless "
+            "plain-dtype model. params_text excludes vision/audio towers and their projectors. "
+            "origin: shared (../shared/models) or constructed (tests/data/configs). An entry with "
+            "error could not be built (its params_text, when present, is the text model alone). "
+            "MTP/next-n layers are not instantiated by transformers unless "
             "mtp_instantiated is true. groups are over unique parameters; tied_aliases maps each "
             "tied duplicate name to the parameter it shares storage with. Fused 3-D expert tensors "
             "(experts.gate_up_proj / experts.down_proj) are transformers' in-memory layout; many "
@@ -295,7 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     print("-" * len(header))
+    exact = parse_sources_2026(models_dir / "SOURCES.md")
     for stem, entry in models.items():
+        if stem not in sources or stem in exact:
+            continue
         total = entry.get("params_total")
         src = sources.get(stem, {})
         computed = src.get("computed")
@@ -308,7 +421,29 @@ def main(argv: list[str] | None = None) -> int:
             cols.append(f"{ref_s:>18} {diff:>16}")
         official = src.get("official", "")
         print(f"{stem:<55} {total_s:>18} {' '.join(cols)}  {official}")
-    return 1 if any("error" in e for e in models.values()) else 0
+
+    mismatches = 0
+    print()
+    print(f"{'model (SOURCES.md Added 2026-12)':<55} {'text':>18} {'whole':>18}  vs SOURCES")
+    for stem, (want_text, want_whole) in exact.items():
+        entry = models.get(stem)
+        if entry is None:
+            continue
+        got = (entry.get("params_text"), entry.get("params_total"))
+        ok = got == (want_text, want_whole)
+        flags = []
+        for what, g, w in (("text", got[0], want_text), ("whole", got[1], want_whole)):
+            if g != w:
+                flags.append(f"{what} {g} != SOURCES {w}" if w is not None else
+                             f"{what} {g} (SOURCES: -)")
+                mismatches += w is not None
+        cells = [f"{v:,}" if v is not None else "-" for v in got]
+        print(f"{stem:<55} {cells[0]:>18} {cells[1]:>18}  {'ok' if ok else '; '.join(flags)}")
+    errors = sorted(k for k, e in models.items() if "error" in e)
+    for k in errors:
+        print(f"ERROR {k}: {models[k]['error'][:300]}")
+    print(f"{len(models)} models, {len(errors)} errors, {mismatches} mismatches with SOURCES.md")
+    return 1 if args.strict and (errors or mismatches) else 0
 
 
 if __name__ == "__main__":

@@ -140,3 +140,136 @@ def test_hub_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unknown_name_not_hub_like() -> None:
     with pytest.raises(UnknownModelError, match="did you mean"):
         load("llama-3.1-8")
+
+
+# ---------------------------------------------------------------- headers check the inventory
+
+def _folder(tmp_path: Path, cfg: dict[str, Any], tensors: dict[str, tuple[str, list[int]]]) -> str:
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    write_safetensors(tmp_path / "model.safetensors", tensors, with_data=False)
+    return str(tmp_path)
+
+
+def _bytes(tensors: dict[str, tuple[str, list[int]]]) -> int:
+    width = {"BF16": 2, "F32": 4, "I32": 4, "F16": 2, "U8": 1, "F8_E4M3": 1}
+    total = 0
+    for dtype, shape in tensors.values():
+        n = width[dtype]
+        for d in shape:
+            n *= d
+        total += n
+    return total
+
+
+def test_matching_headers_are_reported_as_a_match(tmp_path: Path) -> None:
+    """2-layer TINY: embed + lm_head 2 x 1000x64 = 128,000; per layer q/o 2 x 64x64, k/v 2 x 32x64,
+    q/k norms 2 x 16, 2 norms x 64, MLP 3 x 128x64 = 37,024; final norm 64: 202,112 in both."""
+    from vramplan.report import to_dict
+
+    est = estimate(_folder(tmp_path, TINY, tiny_tensors(TINY)), vram=2**30, context=1024,
+                   engine="generic")
+    check = est.header_check
+    assert check is not None and check.match is True
+    assert check.header_params == check.inventory_params == 202_112
+    assert to_dict(est)["header_check"]["match"] is True
+    assert not any("checkpoint headers hold" in a for a in est.assumptions)
+
+
+def test_extra_header_tensors_win_and_are_reported(tmp_path: Path) -> None:
+    """A checkpoint with q/k/v biases the config does not announce (Qwen2-style): 2 layers x
+    (64 + 32 + 32) = 256 parameters more; its bytes are in the weights (headers win)."""
+    from vramplan.report import to_dict
+
+    tensors = tiny_tensors(TINY)
+    for i in range(2):
+        for proj, n in (("q_proj", 64), ("k_proj", 32), ("v_proj", 32)):
+            tensors[f"model.layers.{i}.self_attn.{proj}.bias"] = ("BF16", [n])
+    est = estimate(_folder(tmp_path, TINY, tensors), vram=2**30, context=1024, engine="generic")
+    check = est.header_check
+    assert check is not None and check.match is False and check.difference == 256
+    assert "model.layers.0.self_attn.q_proj.bias" in check.unmatched
+    assert est.weights_bytes == _bytes(tensors)
+    assert any("checkpoint headers hold 202,368 parameters" in a and "+256" in a
+               for a in est.assumptions)
+    d = to_dict(est)["header_check"]
+    assert d["match"] is False and d["header_params"] == 202_368 and d["difference"] == 256
+
+
+def test_missing_lm_head_is_reported_and_not_priced(tmp_path: Path) -> None:
+    """The checkpoint ties its embeddings although config.json says it does not."""
+    tensors = tiny_tensors(TINY)
+    del tensors["lm_head.weight"]
+    est = estimate(_folder(tmp_path, TINY, tensors), vram=2**30, context=1024, engine="generic")
+    check = est.header_check
+    assert check is not None and check.difference == -64_000
+    assert check.missing == ("lm_head.weight",)
+    assert est.weights_bytes == _bytes(tensors)
+
+
+def test_known_extras_do_not_count_as_a_mismatch(tmp_path: Path) -> None:
+    """A stored copy of a tied lm_head, an MTP layer beyond num_hidden_layers, inv_freq tables
+    and FP8 scale tensors are not parameters of the main model."""
+    cfg = dict(TINY, tie_word_embeddings=True,
+               quantization_config={"quant_method": "fp8", "weight_block_size": [16, 16]})
+    tensors: dict[str, tuple[str, list[int]]] = {}
+    for name, (_, shape) in tiny_tensors(dict(cfg, quantization_config=None)).items():
+        if name.endswith("proj.weight"):
+            tensors[name] = ("F8_E4M3", shape)
+            tensors[name + "_scale_inv"] = ("F32", [shape[0] // 16, shape[1] // 16])
+        else:
+            tensors[name] = ("BF16", shape)
+    tensors["lm_head.weight"] = ("BF16", [1000, 64])
+    tensors["model.layers.2.mlp.up_proj.weight"] = ("BF16", [128, 64])  # MTP layer
+    tensors["model.layers.0.self_attn.rotary_emb.inv_freq"] = ("F32", [8])
+    est = estimate(_folder(tmp_path, cfg, tensors), vram=2**30, context=1024, engine="generic")
+    check = est.header_check
+    assert check is not None and check.match is True, check
+
+
+def test_awq_packed_headers_are_unpacked_for_the_check(tmp_path: Path) -> None:
+    cfg = dict(TINY, quantization_config={"quant_method": "awq", "bits": 4, "group_size": 64})
+    packed: dict[str, tuple[str, list[int]]] = {}
+    for name, (dtype, shape) in tiny_tensors(TINY).items():
+        if name.endswith("proj.weight"):
+            mod = name[: -len(".weight")]
+            out_f, in_f = shape
+            packed[f"{mod}.qweight"] = ("I32", [in_f, out_f // 8])
+            packed[f"{mod}.qzeros"] = ("I32", [in_f // 64, out_f // 8])
+            packed[f"{mod}.scales"] = ("F16", [in_f // 64, out_f])
+        else:
+            packed[name] = (dtype, shape)
+    est = estimate(_folder(tmp_path, cfg, packed), vram=2**30, context=1024, engine="generic")
+    assert est.header_check is not None and est.header_check.match is True
+
+
+def test_quant_formula_prices_the_headers_when_they_disagree(tmp_path: Path) -> None:
+    """--quant on an unquantized checkpoint: the formula runs over the stored tensors."""
+    from vramplan.quant.schemes import fp8_bytes, quantize_model, scheme_from_name
+
+    tensors = tiny_tensors(TINY)
+    tensors["model.layers.0.mlp.extra_proj.weight"] = ("BF16", [128, 64])  # unknown linear
+    path = _folder(tmp_path, TINY, tensors)
+    est = estimate(path, vram=2**30, context=1024, engine="generic", quant="fp8")
+    assert est.header_check is not None and est.header_check.difference == 128 * 64
+    plain = quantize_model(load(path).inventory, scheme_from_name("fp8")).weights_bytes
+    assert est.weights_bytes - plain == fp8_bytes(128, 64, "tensor", None)
+
+
+def test_unknown_family_read_from_headers_reports_what_config_json_misses(
+        tmp_path: Path) -> None:
+    """A Qwen3 checkpoint whose config names no known family is read as a plain decoder with
+    the headers at hand: that reading has no q/k norms (2 layers x 2 x 16 = 64 parameters), the
+    check says so, and the weights are the headers'."""
+    tensors = tiny_tensors(TINY)
+    cfg = dict(TINY, model_type="zz_unreleased", architectures=["ZzUnreleasedForCausalLM"])
+    est = estimate(_folder(tmp_path, cfg, tensors), vram=2**30, context=1024, engine="generic")
+    check = est.header_check
+    assert check is not None and check.difference == 64
+    assert est.weights_bytes == _bytes(tensors)
+    assert any("not a known family" in n for n in est.notes)
+
+
+def test_hub_headers_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    test_hub_path_with_recorded_responses(monkeypatch)
+    est = estimate("tiny-org/tiny-qwen3", vram=2**30, context=512, engine="generic")
+    assert est.header_check is not None and est.header_check.match is True

@@ -20,11 +20,25 @@ def test_gemma2_tie_default_applied_when_key_absent() -> None:
     assert spec.tie_word_embeddings and any("default" in n for n in spec.notes)
 
 
-def test_unknown_model_type_gets_generic_path_and_a_warning() -> None:
+def test_unknown_family_is_refused_without_headers() -> None:
+    """A decoder of no known family reads like a Llama, but its biases / extra norms are not in
+    config.json (OLMo-2 renamed would be 393,216 parameters short): refused, naming what to do."""
+    from vramplan.errors import ConfigError
+
     cfg = dict(load_config("meta-llama__Llama-3.1-8B"), model_type="brand_new_llm",
                architectures=["BrandNewForCausalLM"])
-    spec = spec_from_config(cfg)
-    assert spec.family == "llama" and any("unknown model_type" in n for n in spec.notes)
+    with pytest.raises(ConfigError) as exc:
+        spec_from_config(cfg)
+    msg = str(exc.value)
+    assert "brand_new_llm" in msg and "BrandNewForCausalLM" in msg and "safetensors" in msg
+
+
+def test_unknown_family_with_headers_is_read_generically_and_marked_approximate() -> None:
+    cfg = dict(load_config("meta-llama__Llama-3.1-8B"), model_type="brand_new_llm",
+               architectures=["BrandNewForCausalLM"])
+    spec = spec_from_config(cfg, headers_available=True)
+    assert spec.family == "llama" and spec.model_type == "brand_new_llm"
+    assert any("not a known family" in n and "APPROXIMATE" in n for n in spec.notes)
     assert build_inventory(spec).params_total == 8_030_261_248
 
 

@@ -60,8 +60,9 @@ def _load_inline(canonical_json: str) -> LoadedModel:
 
 
 def _from_source(src: ModelSource) -> LoadedModel:
+    # A GGUF's tensor table is a header too: its weights are priced from it (quant/gguf_weights).
     spec = spec_from_config(src.config, src.model_id, extra_quant=src.hf_quant_config,
-                            headers_available=bool(src.header_tensors))
+                            headers_available=bool(src.header_tensors) or src.origin == "gguf")
     return LoadedModel(src, spec, build_inventory(spec))
 
 
@@ -84,7 +85,7 @@ def load(model: str | Mapping[str, Any], *, allow_hub: bool = True,
 def _priced(lm: LoadedModel, quant: str | None) -> QuantizedModel:
     spec = lm.spec
     if lm.source.origin == "gguf":
-        from vramplan.model.gguf_source import priced_for_source
+        from vramplan.quant.gguf_weights import priced_for_source
 
         return priced_for_source(lm.inventory, lm.source, quant)
     ckpt = scheme_from_config(spec.quantization_config) if spec.quantization_config else None
@@ -99,9 +100,20 @@ def _priced(lm: LoadedModel, quant: str | None) -> QuantizedModel:
             scheme = ckpt
     else:
         scheme = ckpt or NONE
-    if lm.source.header_tensors and scheme.method != "gguf" and (ckpt is not None or not quant):
-        return entries_from_headers(lm.inventory, lm.source.header_tensors, scheme)
-    return quantize_model(lm.inventory, scheme)
+    headers = lm.source.header_tensors
+    if headers and scheme.method != "gguf" and (ckpt is not None or not quant):
+        return entries_from_headers(lm.inventory, headers, scheme)
+    if not headers:
+        return quantize_model(lm.inventory, scheme)
+    # --quant on an unquantized checkpoint: the formula prices the stored tensors, so where the
+    # headers disagree with the config's inventory the inventory is rebuilt from them.
+    from vramplan.quant.from_headers import header_check, header_inventory
+
+    check = header_check(lm.inventory, headers, ckpt or NONE)
+    inv = lm.inventory if check.match is not False else header_inventory(lm.inventory, headers)
+    qm = quantize_model(inv, scheme)
+    return QuantizedModel(qm.inventory, qm.scheme, qm.entries, qm.mtp_bytes, qm.notes,
+                          header_check=check)
 
 
 @lru_cache(maxsize=16)
@@ -236,6 +248,8 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
     if ctx > spec.max_position_embeddings:
         notes.append(f"context {ctx:,} is beyond the trained {spec.max_position_embeddings:,}")
     assumptions = list(res.assumptions)
+    if qm.header_check is not None and qm.header_check.assumption():
+        assumptions.insert(0, str(qm.header_check.assumption()))
     if res.context_tokens is not None and res.context_tokens != ctx:
         ctx = res.context_tokens
         if ctx_default:
@@ -253,7 +267,8 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
         kv_window_bytes_per_sequence=kvs.window_bytes_per_sequence,
         kv_state_bytes_per_sequence=kvs.state_bytes_per_sequence, devices=res.devices,
         host_ram_bytes=res.host_ram_bytes, engine_figures=res.figures, failure=res.failure,
-        fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes))
+        fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes),
+        header_check=qm.header_check)
     from vramplan.speed import estimate_speed
 
     est = replace(est, speed=estimate_speed(est, qm, hw, host if host is not None else ram,

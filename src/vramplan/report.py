@@ -63,6 +63,8 @@ def to_dict(est: Estimate) -> dict[str, Any]:
         "assumptions": list(est.assumptions),
         "notes": list(est.notes),
         "explain": [asdict(x) for x in est.explain],
+        # inventory vs the checkpoint's tensor headers (null when no headers were read)
+        "header_check": est.header_check.to_dict() if est.header_check is not None else None,
     }
     if est.speed is not None:
         out["speed"] = est.speed

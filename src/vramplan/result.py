@@ -74,6 +74,57 @@ class ExplainLine:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderCheck:
+    """The tensor inventory (from config.json) against the checkpoint's own tensor headers.
+
+    ``inventory_params`` = parameters + persistent buffers (what a checkpoint stores);
+    ``header_params`` = the values the headers hold for the main model: MTP / next-n layers, a
+    stored copy of a tied ``lm_head``, rotary ``inv_freq`` and quantization side tensors
+    (scales, zero points, ``g_idx``) excluded, packed integer weights unpacked at the scheme's
+    bits (AWQ/GPTQ ``qweight``: 32/bits values per int32). None when they cannot be counted
+    (``reason`` says why). When they differ the headers win for weights.
+    """
+
+    inventory_params: int
+    header_params: int | None
+    header_tensors: int  # header entries read (all of them)
+    unmatched: tuple[str, ...] = ()  # header tensors no inventory tensor explains (first few)
+    missing: tuple[str, ...] = ()  # inventory tensors absent from the headers (first few)
+    reason: str = ""
+
+    @property
+    def match(self) -> bool | None:
+        if self.header_params is None:
+            return None
+        return self.header_params == self.inventory_params
+
+    @property
+    def difference(self) -> int | None:
+        """header_params - inventory_params (parameters the config's reading misses if > 0)."""
+        if self.header_params is None:
+            return None
+        return self.header_params - self.inventory_params
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inventory_params": self.inventory_params, "header_params": self.header_params,
+                "difference": self.difference, "match": self.match,
+                "header_tensors": self.header_tensors, "unmatched": list(self.unmatched),
+                "missing": list(self.missing), "reason": self.reason}
+
+    def assumption(self) -> str | None:
+        """The assumption line of a mismatch (None when the headers agree)."""
+        if self.match is not False:
+            return None
+        d = self.difference or 0
+        more = ("; unexplained header tensors: " + ", ".join(self.unmatched)) if self.unmatched \
+            else ""
+        more += ("; absent from the headers: " + ", ".join(self.missing)) if self.missing else ""
+        return (f"weights: the checkpoint headers hold {self.header_params:,} parameters, the "
+                f"config.json reading {self.inventory_params:,} ({d:+,}); weights are taken from "
+                f"the headers, the per-layer KV and activations follow config.json{more}")
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSummary:
     id: str
     origin: str  # catalog | local | hub
@@ -119,6 +170,7 @@ class Estimate:
     notes: tuple[str, ...]
     explain: tuple[ExplainLine, ...] = field(default=())
     speed: dict[str, Any] | None = None
+    header_check: HeaderCheck | None = None  # set when the weights' tensor headers were read
 
     @property
     def fits(self) -> bool:

@@ -8,7 +8,7 @@ Names (routed here by ``model/source.py``):
 * ``org/repo`` when the repo has no ``config.json`` - its only ``.gguf``, else its ``Q4_K_M``
   file (``DEFAULT_TAG``), else one error line naming the files and the ``org/repo:<file>`` fix.
   ``--quant q8_0`` on such a repo-level name prices the repo's Q8_0 file instead (same model,
-  same architecture; see :func:`priced_hub_gguf`).
+  same architecture; see :func:`hub_header`).
 
 ``mmproj``/``imatrix`` files are not models and are never picked. A split GGUF
 (``name-00001-of-00003.gguf``) is read part by part: every part's header is read and their tensor
@@ -25,8 +25,8 @@ or when the Hub cannot be reached, a file already in the local HF cache is read 
 otherwise :class:`~vramplan.errors.OfflineError` with ``model/hub.py``'s hint.
 
 The result is a ``ModelSource`` with origin ``"gguf"`` (llama.cpp is the default engine) whose
-config carries ``HUB_KEY``; ``gguf_source.priced_for_source`` hands such sources to
-:func:`priced_hub_gguf`, which prices from the same (cached) header.
+config carries ``HUB_KEY``; ``quant.gguf_weights.priced_for_source`` prices such sources from
+:func:`hub_header`, the same (cached) header.
 """
 
 from __future__ import annotations
@@ -40,20 +40,18 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from vramplan.errors import HeaderError, InputError, OfflineError, UnknownModelError, VramplanError
-from vramplan.inventory import TensorInventory
 from vramplan.model.gguf_reader import (
     GgufHeader,
     NeedMoreBytes,
     parse_gguf_header_bytes,
     read_gguf_header,
 )
-from vramplan.model.gguf_source import quantized_from_gguf, synth_config
+from vramplan.model.gguf_source import synth_config
 from vramplan.model.hub import OFFLINE_HINT
-from vramplan.model.source import ModelSource
-from vramplan.quant.schemes import QuantizedModel
+from vramplan.model.model_source import ModelSource
 
-__all__ = ["DEFAULT_TAG", "HUB_KEY", "INITIAL_BYTES", "MAX_HEADER_BYTES", "load_hub_gguf",
-           "pick_file", "priced_hub_gguf", "split_parts"]
+__all__ = ["DEFAULT_TAG", "HUB_KEY", "INITIAL_BYTES", "MAX_HEADER_BYTES", "hub_header",
+           "load_hub_gguf", "pick_file", "split_parts"]
 
 MIB = 2**20
 INITIAL_BYTES = 2 * MIB  # most headers fit; a 150k-token vocabulary with merges needs ~8 MiB
@@ -325,7 +323,7 @@ def _header(repo: str, file: str) -> GgufHeader:
     return _merge(repo, parts, headers)
 
 
-# --- the source and its pricing ------------------------------------------------------------------
+# --- the source and the header to price it from ---------------------------------------------------
 
 
 def load_hub_gguf(name: str) -> ModelSource:
@@ -342,10 +340,10 @@ def load_hub_gguf(name: str) -> ModelSource:
     return ModelSource(model_id, "gguf", f"huggingface.co/{repo}/{file}", cfg)
 
 
-def priced_hub_gguf(inv: TensorInventory, source: ModelSource,
-                    quant: str | None) -> QuantizedModel:
-    """Exact weights from the header's tensor table. With ``--quant`` on a repo-level name, the
-    repo's file for that quantization is read and priced instead."""
+def hub_header(source: ModelSource, quant: str | None) -> tuple[GgufHeader, str]:
+    """The header to price a Hub GGUF source from and its file name: the source's own file, or
+    with ``--quant`` on a repo-level name the repo's file for that quantization (same model,
+    same architecture). Pricing itself is ``quant/gguf_weights.py``'s."""
     repo, _, file = str(source.config[HUB_KEY]).partition(":")
     if quant:
         if not source.config.get(PICKED_KEY):
@@ -353,4 +351,4 @@ def priced_hub_gguf(inv: TensorInventory, source: ModelSource,
                              f"drop --quant, or name another file (e.g. {repo}:{quant.upper()})")
         tag = re.sub(r"^gguf[-_]", "", quant.strip(), flags=re.IGNORECASE)
         file = pick_file(repo, list(_listing(repo)), tag, "--quant")
-    return quantized_from_gguf(inv, _header(repo, file), PurePosixPath(file).name)
+    return _header(repo, file), PurePosixPath(file).name

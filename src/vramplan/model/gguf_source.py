@@ -3,32 +3,26 @@
 ``load_gguf_source(path)`` reads only the header (``model/gguf_reader.py``) and returns a
 ``ModelSource`` with origin ``"gguf"`` whose ``config`` is a config.json-like dict synthesized from
 the GGUF metadata, so the normal ``spec_from_config`` path works (per-layer patterns such as
-sliding-window layers are passed as ``layer_types``). ``quantized_from_gguf`` prices the model
-from the header's tensor table: one ``WeightEntry`` per GGUF tensor with its real GGML type and
-exact byte count, named as llama.cpp names it (``blk.3.ffn_up_exps.weight``).
+sliding-window layers are passed as ``layer_types``). Pricing from the header's tensor table is
+the price stage's (``quant/gguf_weights.py``); ``local_header`` reads the header for it.
 
 Metadata keys follow llama.cpp's ``LLM_KV`` names (``{arch}.block_count``, ``.embedding_length``,
 ``.attention.head_count_kv``, ``.attention.sliding_window``, ``.attention.kv_lora_rank``, ...;
 ggml-org/llama.cpp src/llama-arch.cpp). Hooks elsewhere: ``model/source.py`` routes a ``.gguf``
-path here and ``api._priced`` calls ``priced_for_source`` for origin ``"gguf"``.
+path here and ``api._priced`` calls ``quant.gguf_weights.priced_for_source`` for origin ``"gguf"``.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from vramplan.errors import HeaderError, InputError
-from vramplan.inventory import TensorGroup, TensorInventory
 from vramplan.model.gguf_reader import GgufHeader, read_gguf_header
-from vramplan.model.source import ModelSource
-from vramplan.quant.gguf_mix import FTYPES
-from vramplan.quant.gguf_pricing import gguf_role
-from vramplan.quant.schemes import QuantizedModel, QuantScheme, WeightEntry
+from vramplan.model.model_source import ModelSource
 
-__all__ = ["ARCH_MODEL_TYPES", "GGUF_PATH_KEY", "gguf_role", "load_gguf_source",
-           "priced_for_source", "quantized_from_gguf", "swa_layers", "synth_config"]
+__all__ = ["ARCH_MODEL_TYPES", "GGUF_PATH_KEY", "load_gguf_source", "local_header",
+           "swa_layers", "synth_config"]
 
 GGUF_PATH_KEY = "_gguf_path"  # config key carrying the file path to the pricing hook
 # llama.cpp arch name -> transformers model_type (the family vramplan.model.hf_config knows)
@@ -50,7 +44,6 @@ _SWA_PATTERN: dict[str, tuple[int, str]] = {
     "gemma2": (2, "sliding"), "gemma3": (6, "sliding"), "gpt-oss": (2, "sliding"),
     "cohere2": (4, "sliding"), "llama4": (4, "chunked"),
 }
-_BLK = re.compile(r"^blk\.(\d+)\.")
 def _first(v: int | tuple[int, ...] | None) -> int | None:
     if isinstance(v, tuple):
         nz = [x for x in v if x]
@@ -168,48 +161,14 @@ def load_gguf_source(path: str | Path) -> ModelSource:
     return ModelSource(str(cfg["_name_or_path"]), "gguf", str(p), cfg)
 
 
-def _ftype_name(file_type: int | None) -> str:
-    for name, (fid, _) in FTYPES.items():
-        if fid == file_type:
-            return name
-    return "mixed"
-
-
-def quantized_from_gguf(inv: TensorInventory, h: GgufHeader, path: str = "") -> QuantizedModel:
-    """Exact weights: one entry per tensor of the file (nextn/MTP blocks are not loaded)."""
-    n_layer = inv.spec.num_layers
-    entries: list[WeightEntry] = []
-    mtp = 0
-    for t in h.tensors:
-        m = _BLK.match(t.name)
-        layer = int(m.group(1)) if m else None
-        if layer is not None and layer >= n_layer:  # nextn blocks: llama.cpp skips them
-            mtp += t.n_bytes
-            continue
-        role, split = gguf_role(t.name)
-        group = TensorGroup(t.name, tuple(reversed(t.shape_ne)), role, layer, split,
-                            linear=len(t.shape_ne) >= 2)
-        entries.append(WeightEntry(group, t.n_bytes, t.ggml_type_name))
-    ftype = _ftype_name(h.file_type)
-    scheme = QuantScheme(method="gguf", gguf_ftype=ftype if ftype in FTYPES else "",
-                         source=f"GGUF header {path}".rstrip(), label=f"GGUF {ftype} (file)")
-    notes = (f"weights from the GGUF header: {len(entries)} tensors, exact GGML types",)
-    return QuantizedModel(inv, scheme, tuple(entries), mtp, notes)
-
-
-def priced_for_source(inv: TensorInventory, source: ModelSource,
-                      quant: str | None) -> QuantizedModel:
-    """The ``api._priced`` hook for origin ``"gguf"``: the file's own tensors, never re-priced."""
-    if source.config.get("_gguf_hub"):  # a file on the Hub (model/gguf_hub.py)
-        from vramplan.model.gguf_hub import priced_hub_gguf
-
-        return priced_hub_gguf(inv, source, quant)
+def local_header(source: ModelSource, quant: str | None) -> tuple[GgufHeader, str]:
+    """The header of a local GGUF source and its path, read again for pricing (never re-priced:
+    ``--quant`` is refused, the file is already quantized)."""
     if quant:
         raise InputError("--quant", f"{Path(source.source).name} is a GGUF file, already "
                          "quantized", "drop --quant (the file's own tensor types are used)")
     path = str(source.config.get(GGUF_PATH_KEY) or source.source)
     try:
-        h = read_gguf_header(path)
+        return read_gguf_header(path), path
     except HeaderError as exc:
         raise HeaderError(f"MODEL {Path(path).name}", exc.problem, exc.fix) from None
-    return quantized_from_gguf(inv, h, path)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from vramplan.errors import ConfigError
+from vramplan.model import structure
 from vramplan.model.spec import (
     AttentionSpec,
     AttnKind,
@@ -167,20 +168,49 @@ BUILTIN_ARCHITECTURES: dict[str, str] = {
     "Qwen3NextForCausalLM": "qwen3_next",
 }
 
-GENERIC_NOTE = ("unknown model_type {t!r}: read as a generic Llama-style decoder (q/k/v/o "
-                "attention, gated MLP, 2 norms per layer); its config has no expert, hybrid or "
-                "tower keys, but family-specific tensors (biases, extra norms) may be missed")
+def _recovered_types(types: list[str], arch: str, wrapped: bool) -> tuple[str | None, str | None]:
+    """(top-level model_type, text_config model_type) for a config recovered by its
+    ``architectures`` class, among the ``types`` its family registers.
+
+    The base type is the one whose name is the class name's stem (``Qwen3VLMoeForConditional
+    Generation`` -> ``qwen3_vl_moe``, ignoring case and underscores), else the first registered.
+    A multimodal wrapper (a ``text_config``) keeps the base at the top and gets the base's text
+    type (``<base>_text`` / ``<base>_text_model``, as transformers names them) inside; a config
+    without ``text_config`` is the text model itself, so it takes the text type when the family
+    has one (Gemma-3-1B: ``Gemma3ForCausalLM`` with ``gemma3_text``).
+    """
+    if not types:
+        return None, None
+
+    def norm(t: str) -> str:
+        return t.replace("_", "").replace("-", "").lower()
+
+    stem = norm(arch.split("For", 1)[0])
+    base = next((t for t in types if norm(t) == stem), None)
+    if base is None:
+        base = next((t for t in types if not t.endswith(("_text", "_text_model"))), types[0])
+    text = next((t for t in (f"{base}_text", f"{base}_text_model") if t in types), None)
+    if wrapped:
+        return base, text
+    return text or base, None
 
 
-def _structure_refusal(model_type: str, known: bool, left: dict[str, list[str]]) -> ConfigError:
+def _structure_refusal(model_type: str, arch: str, known: bool,
+                       left: dict[str, list[str]]) -> ConfigError:
     keys = sorted({k for ks in left.values() for k in ks})
-    cats = ", ".join(sorted(c.split(":")[0] for c in left))
-    what = f"model_type {model_type!r} " + ("does not use" if known else "is not a known family; "
-                                            "vramplan cannot lay out")
+    cats = ", ".join(sorted(c.split(":")[0] for c in left if c != structure.UNKNOWN_FAMILY))
+    fix = ("pass a model folder (or Hub id) with its *.safetensors headers for exact weights, "
+           "or a config of a supported family (`vramplan models`)")
+    if not known:
+        fix += "; a fine-tune of a supported model: set architectures to its class"
+        what = (f"model_type {model_type!r} (architectures {arch!r}) is not a family vramplan "
+                "knows: biases and extra norms are not written in config.json")
+        what += f", nor this structure ({cats})" if cats else ""
+        return ConfigError(f"config.json {', '.join(keys)}", what + ", so its size would be a "
+                           "guess", fix)
     return ConfigError(f"config.json {', '.join(keys)}",
-                       f"{what} this structure ({cats}), so its size would be a guess",
-                       "pass a model folder (or Hub id) with its *.safetensors headers for exact "
-                       "weights, or a config of a supported family (`vramplan models`)")
+                       f"model_type {model_type!r} does not use this structure ({cats}), so its "
+                       "size would be a guess", fix)
 
 
 def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
@@ -189,13 +219,12 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
     """Normalize a parsed config.json into a ModelSpec, or raise ConfigError naming the field.
 
     Dispatch: a registered family module (``vramplan.families``), else the built-in core. A
-    config whose ``model_type`` is unknown is recovered by its ``architectures`` class; a config
-    with structure its family does not interpret (``model/structure.py``) is refused, unless
-    ``headers_available`` (weights then come from the safetensors headers and the KV of the
-    generic reading is marked approximate).
+    config whose ``model_type`` is unknown is recovered by its ``architectures`` class. A config
+    with structure its family does not interpret (``model/structure.py``), or of no known family
+    at all, is refused, unless ``headers_available`` (weights then come from the safetensors or
+    GGUF headers and the KV of the generic reading is marked approximate).
     """
     from vramplan import families
-    from vramplan.model import structure
 
     if not isinstance(cfg, Mapping):
         raise ConfigError("config.json", "is not a JSON object", "pass the model's config.json")
@@ -213,15 +242,20 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
     if fam is None and core_type not in FAMILIES:
         recovered_fam = families.ARCHITECTURES.get(arch)
         recovered_type = BUILTIN_ARCHITECTURES.get(arch)
-        if recovered_fam is not None or recovered_type is not None:
-            new_type = next((t for t, f in families.MODEL_TYPES.items() if f == recovered_fam),
-                            None) if recovered_fam else recovered_type
-            assert new_type is not None
+        if recovered_fam is not None:
+            new_type, text_type = _recovered_types(
+                [t for t, f in families.MODEL_TYPES.items() if f == recovered_fam], arch,
+                isinstance(cfg.get("text_config"), Mapping))
+        else:
+            new_type, text_type = recovered_type, None
+        if new_type is not None:
             fixed = dict(cfg)
             fixed["model_type"] = new_type
             if isinstance(cfg.get("text_config"), Mapping):
                 fixed["text_config"] = {k: v for k, v in cfg["text_config"].items()
                                         if k != "model_type"}
+                if text_type is not None:
+                    fixed["text_config"]["model_type"] = text_type
             spec = spec_from_config(fixed, model_id, extra_quant,
                                     headers_available=headers_available)
             note = (f"model_type {model_type!r} is unknown; read as {new_type!r} from "
@@ -232,30 +266,29 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
         handles: frozenset[str] = module.HANDLES
     else:
         handles = BUILTIN_HANDLES.get(core_type, frozenset())
-    left = structure.unexplained(cfg, text, handles)
+    known = module is not None or core_type in FAMILIES
+    left = structure.unexplained(cfg, text, handles, family_known=known)
     if left:
         if not headers_available:
-            raise _structure_refusal(model_type, module is not None or core_type in FAMILIES,
-                                     left)
-        notes.append("structure not interpreted (" + ", ".join(sorted(left)) + "): weights "
-                     "are exact from the safetensors headers; KV and activations are "
-                     "APPROXIMATE (read as a plain decoder)")
+            raise _structure_refusal(model_type, arch, known, left)
+        cats = sorted(c for c in left if c != structure.UNKNOWN_FAMILY)
+        what = (f"model_type {model_type!r} is not a known family" if not known else "")
+        what += ("; " if what and cats else "") + (
+            f"structure not interpreted ({', '.join(cats)})" if cats else "")
+        notes.append(what + ": weights are exact from the checkpoint's tensor headers; KV and "
+                     "activations are APPROXIMATE (read as a plain decoder)")
         return generic_spec(_strip_structure(cfg, left), model_id, extra_quant,
                             model_type=model_type, family="llama", notes=notes)
     if module is not None:
         spec = module.spec(cfg, model_id, extra_quant)
         assert isinstance(spec, ModelSpec)
         return spec
-    if core_type not in FAMILIES:
-        notes.append(GENERIC_NOTE.format(t=model_type))
-        return generic_spec(cfg, model_id, extra_quant, model_type=model_type, family="llama",
-                            notes=notes)
     return generic_spec(cfg, model_id, extra_quant)
 
 
 def _strip_structure(cfg: Mapping[str, Any], left: Mapping[str, list[str]]) -> dict[str, Any]:
     """The config without the keys of uninterpreted structure (for the approximate reading)."""
-    drop = {k for ks in left.values() for k in ks}
+    drop = {k for cat, ks in left.items() if cat != structure.UNKNOWN_FAMILY for k in ks}
     out = {k: v for k, v in cfg.items() if k not in drop}
     if isinstance(cfg.get("text_config"), Mapping):
         tc = {k: v for k, v in cfg["text_config"].items() if k not in drop}
@@ -517,8 +550,12 @@ def _mlp(text: Mapping[str, Any], family: str, model_type: str, i: int, n_layers
         shared_expert_gate=shared_gate,
         router_bias=family == "gpt_oss",
         expert_bias=family == "gpt_oss",
-        score_correction_bias=(family == "deepseek" and text.get("topk_method") == "noaux_tc")
-        or family == "glm4_moe",
+        # DeepSeek-V3's router always holds e_score_correction_bias (transformers
+        # models/deepseek_v3/modeling_deepseek_v3.py DeepseekV3TopkRouter @5.25.0, even when a
+        # trimmed config omits topk_method); DeepSeek-V2 only with topk_method "noaux_tc".
+        score_correction_bias=(family == "deepseek" and (
+            text.get("topk_method", "noaux_tc" if model_type in ("deepseek_v3", "kimi_k2")
+                     else "greedy") == "noaux_tc")) or family == "glm4_moe",
     )
 
 

@@ -1,30 +1,25 @@
-"""Resolve a model name: built-in catalog, local path (config.json or folder), or Hub id."""
+"""Resolve a model name: built-in catalog, local path (config.json or folder), or Hub id.
+
+The resolve stage flows one way: this module dispatches to ``gguf_source`` (a local ``.gguf``) and
+``gguf_hub`` (a GGUF on the Hub), which build the same ``ModelSource`` (``model_source.py``, a
+leaf, re-exported here); pricing a GGUF source is the price stage's (``quant/gguf_weights.py``).
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vramplan.errors import ConfigError, UnknownModelError
 from vramplan.model import catalog
+from vramplan.model.model_source import ModelSource as ModelSource
 from vramplan.model.safetensors import HeaderTensor, read_local_header
 
 MAX_CONFIG_BYTES = 4 * 2**20  # a real config.json is a few KiB
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_GGUF = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+:[\w.+/-]+$")  # org/repo:file.gguf | :Q4_K_M
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSource:
-    model_id: str
-    origin: str  # catalog | local | hub
-    source: str  # where the config came from
-    config: dict[str, Any]
-    hf_quant_config: dict[str, Any] | None = None
-    header_tensors: tuple[HeaderTensor, ...] = field(default=())
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

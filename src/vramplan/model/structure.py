@@ -91,13 +91,26 @@ def categories(cfg: Mapping[str, Any], text: Mapping[str, Any]) -> dict[str, lis
     return out
 
 
+# Category of a config whose model_type and architectures name no family vramplan knows.
+UNKNOWN_FAMILY = "unknown_family"
+
+
 def unexplained(cfg: Mapping[str, Any], text: Mapping[str, Any],
-                handles: frozenset[str]) -> dict[str, list[str]]:
+                handles: frozenset[str], *, family_known: bool = True) -> dict[str, list[str]]:
     """Categories present in the config that the family does not interpret.
 
     A ``layer_types:<kinds>`` category is explained when the family handles ``layer_types`` or
-    that exact category.
+    that exact category. A config of no known family (``family_known`` False: neither its
+    ``model_type`` nor its ``architectures`` class is registered) is in ``UNKNOWN_FAMILY``
+    whatever its keys: a plain decoder's family-specific tensors are not written in config.json
+    (OLMo-2's full-width q/k norms, Qwen2's q/k/v biases, Gemma-2's extra norms: each of these
+    configs renamed reads as a Llama with the wrong count), so a generic reading is never exact
+    by construction.
     """
     found = categories(cfg, text)
-    return {cat: keys for cat, keys in found.items()
-            if cat not in handles and not (cat.startswith("layer_types:") and "layer_types" in handles)}
+    out = {cat: keys for cat, keys in found.items()
+           if cat not in handles and not (cat.startswith("layer_types:") and "layer_types" in handles)}
+    if not family_known:
+        out[UNKNOWN_FAMILY] = ["model_type"] + (["architectures"] if cfg.get("architectures")
+                                                else [])
+    return out

@@ -24,7 +24,7 @@ from vramplan.quant.gguf_mix import (
     hf_to_gguf_shapes,
     predict_mix,
 )
-from vramplan.quant.schemes import QuantScheme, WeightEntry
+from vramplan.quant.types import QuantScheme, WeightEntry
 
 # GGUF name -> (role, TP split) for tensors read from a GGUF file, where no HF inventory exists
 # (gguf TensorNameMap naming). Exact patterns: "output." alone would also match "attn_output.".

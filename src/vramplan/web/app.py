@@ -158,6 +158,7 @@ class EstimateOut(BaseModel):
     notes: list[str]
     explain: list[ExplainOut]
     speed: dict[str, Any] | None = None
+    header_check: dict[str, Any] | None = None  # inventory vs the checkpoint's tensor headers
 
 
 class ModelOut(BaseModel):
