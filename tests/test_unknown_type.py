@@ -33,8 +33,6 @@ UNKNOWN_ARCH = "ZzUnreleasedForCausalLM"
 # (stem, mode) pairs that give a wrong number on this branch because the unmutated config does
 # too (strict xfail: taking the model off test_parity.NOT_YET must take it off here).
 WRONG_UNMUTATED: dict[tuple[str, str], str] = {
-    ("meta-llama__Llama-4-Maverick-17B-128E-Instruct", "keep"):
-        "llama4 without vision_config: transformers builds the default vision tower",
 }
 
 
