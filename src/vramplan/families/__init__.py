@@ -31,6 +31,8 @@ FAMILY_MODULES: dict[str, str] = {
     # -- qwen_vl --
 
     # -- hybrid --
+    "nemotron_h": "vramplan.families.hybrid",
+    "jamba": "vramplan.families.hybrid",
 
     # -- moe_mla --
 
@@ -47,6 +49,8 @@ MODEL_TYPES: dict[str, str] = {
     # -- qwen_vl --
 
     # -- hybrid --
+    "nemotron_h": "nemotron_h",
+    "jamba": "jamba",
 
     # -- moe_mla --
 
@@ -63,6 +67,8 @@ ARCHITECTURES: dict[str, str] = {
     # -- qwen_vl --
 
     # -- hybrid --
+    "NemotronHForCausalLM": "nemotron_h",
+    "JambaForCausalLM": "jamba",
 
     # -- moe_mla --
 
