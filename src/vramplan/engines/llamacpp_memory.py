@@ -141,10 +141,10 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
     for ls in spec.layers:
         a, m = ls.attention, ls.mlp
         il = ls.index
-        rs = 0
-        if a.kind == "linear":
+        # recurrent layers (and Falcon-H1's parallel Mamba branch): r_l + s_l rows, f32
+        rs = linear_state_bytes(a, "fp32")
+        if a.kind in ("linear", "none"):  # no mixer: n_head_kv(il) = 0, zero-width K/V
             k_w = v_w = 0
-            rs = linear_state_bytes(a, "fp32")
         elif a.kind == "mla":
             mla, kv_lora = True, a.kv_lora_rank
             k_w, v_w = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
@@ -338,7 +338,12 @@ def _kv(view: ModelView, cfg: Config, lo: Layout, ldev: list[str], ctx_pad: int)
     src/llama-kv-cache.cpp: one K and one V tensor [n_embd_{k,v}_gqa(il), kv_size, n_stream] per
     layer on the layer's device (CPU with --no-kv-offload); without flash attention V is stored
     transposed and padded to the widest V; MLA keeps the latent in K and (since PR #19067) no V;
-    recurrent layers hold an f32 state per sequence in the "RS buffer" (llama-memory-recurrent).
+    recurrent layers hold an f32 state per sequence in the "RS buffer": per recurrent layer one
+    r_l tensor [n_embd_r, mem_size] and one s_l tensor [n_embd_s, mem_size], GGML_TYPE_F32,
+    mem_size = max(1, n_seq_max), on the layer's device (src/llama-memory-recurrent.cpp@0054ee8ca80b
+    constructor, n_rs_seq = 0 without speculative rollback; src/llama-hparams.cpp@01b77b579398
+    n_embd_r / n_embd_s; restated by ``kv.linear_state_bytes(attn, "fp32")``). Layers without a
+    mixer (Nemotron-H MLP/MoE blocks) have n_head_kv = 0 and add nothing.
     """
     cells = cfg.n_ctx_seq
     sw = swa_cells(view, cfg, ctx_pad) if any(la.swa for la in view.layers) else 0

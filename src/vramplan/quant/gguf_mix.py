@@ -413,6 +413,14 @@ _HF_ARCH = {
     "deepseek_v2": "DEEPSEEK2", "deepseek_v3": "DEEPSEEK2", "gpt_oss": "GPT_OSS",
     "glm4_moe": "GLM4_MOE", "gemma2": "GEMMA2", "gemma3_text": "GEMMA3", "gemma3": "GEMMA3",
     "qwen3_next": "QWEN3NEXT", "llama4_text": "LLAMA4", "phi3": "PHI3", "kimi_k2": "DEEPSEEK2",
+    # -- hybrid --
+    "nemotron_h": "NEMOTRON_H_MOE", "jamba": "JAMBA",
+}
+# Renames convert_hf_to_gguf.py does before the name table (NemotronHModel.modify_tensors:
+# dt_bias is stored as ssm_dt.bias, per-expert up/down merge into ffn_{up,down}_exps).
+_HF_RENAMES: dict[str, tuple[tuple[str, str], ...]] = {
+    "nemotron_h": ((".mixer.dt_bias", ".mixer.dt_proj.bias"),
+                   ("backbone.layers.0.mixer.experts.", "model.layers.0.mlp.experts.")),
 }
 _EXPERT_RE = re.compile(r"\.experts\.(\d+)\.")
 _BLOCK_NUM_RE = re.compile(r"\.(\d+)\.")
@@ -457,6 +465,8 @@ def hf_to_gguf_name(hf_name: str, model_type: str = "llama") -> str | None:
     if hf_name.endswith(".rotary_emb.inv_freq"):
         return None
     template, block, _ = _split_hf(hf_name)
+    for a, b in _HF_RENAMES.get(model_type, ()):
+        template = template.replace(a, b)
     nmap = _name_map(model_type)
     name = nmap.get_name(template, try_suffixes=(".weight", ".bias"))
     if name is None:
