@@ -5,7 +5,8 @@ Per token and layer:
   MLA latent (DeepSeek V2/V3, Kimi K2):  (kv_lora_rank + qk_rope_head_dim) * bytes/elem, one "head"
   linear attention (Gated DeltaNet, Mamba-1/2, short conv): 0 per token; a constant state
   per sequence (``linear_state_bytes``)
-  no mixer (kind "none", Nemotron-H MLP/MoE-only layers): nothing
+  cross-attention (Mllama):             K/V of the encoder (image) tokens, constant per sequence
+  no mixer (Nemotron-H MLP/MoE layers): nothing
 Sliding-window layers hold at most ``window`` tokens, chunked-local layers at most one chunk.
 A layer with ``attention.mamba`` keeps that state whatever its kind (Falcon-H1 runs attention
 and Mamba-2 side by side, so its layers have both a per-token cache and a state).
@@ -42,7 +43,7 @@ KV_DTYPES: dict[str, tuple[int, int]] = {
 
 def resolve_kv_dtype(kv_dtype: str, spec: ModelSpec) -> str:
     """``auto`` means the model dtype (vLLM CacheConfig.cache_dtype="auto"; llama.cpp f16)."""
-    d = kv_dtype.lower().replace("float16", "fp16").replace("bfloat16", "bf16")
+    d = kv_dtype.lower().replace("bfloat16", "bf16").replace("float16", "fp16")
     d = {"f16": "fp16", "f32": "fp32", "float32": "fp32"}.get(d, d)
     if d == "auto":
         return {"float32": "fp32", "float16": "fp16"}.get(spec.torch_dtype, "bf16")
@@ -69,8 +70,8 @@ def kv_heads_per_rank(attn: AttentionSpec, tp: int) -> int:
 
 
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:
-    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention and for
-    layers without a token mixer)."""
+    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention and no mixer;
+    a cross-attention layer's per-token figure applies to its encoder tokens)."""
     if attn.kind in ("linear", "none"):
         return 0
     if attn.kind == "mla":
@@ -162,9 +163,12 @@ def state_bytes_per_sequence(spec: ModelSpec, conv_dtype: str, ssm_dtype: str,
 
 
 def cached_tokens(attn: AttentionSpec, context_tokens: int) -> int:
-    """Tokens a layer keeps for one sequence of ``context_tokens``: windowed layers are capped."""
+    """Tokens a layer keeps for one sequence of ``context_tokens``: windowed layers are capped,
+    cross-attention layers keep their encoder tokens whatever the text length."""
     if attn.kind in ("linear", "none"):
         return 0
+    if attn.kind == "cross":
+        return attn.encoder_tokens
     if attn.kind in ("sliding", "chunked") and attn.window_tokens:
         return min(context_tokens, attn.window_tokens)
     return context_tokens
@@ -178,7 +182,8 @@ class KvSummary:
     bytes_per_token: int  # growth per token beyond every window (full-attention + MLA layers)
     bytes_per_token_all_layers: int  # as if every attention layer kept every token
     window_bytes_per_sequence: int  # sliding/chunked layers at their window cap
-    state_bytes_per_sequence: int  # recurrent state (Mamba, GDN) at ``state_dtypes(spec)``
+    # recurrent state (Mamba, GDN) at ``state_dtypes(spec)`` + cross-attention K/V
+    state_bytes_per_sequence: int
     full_layers: int
     windowed_layers: int
     linear_layers: int  # layers keeping a recurrent state
@@ -202,6 +207,9 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
         if a.kind in ("linear", "none"):
             continue
         b = layer_bytes_per_token(a, kv_dtype, tp)
+        if a.kind == "cross":
+            state_b += b * a.encoder_tokens
+            continue
         per_tok_all += b
         if a.kind in ("sliding", "chunked"):
             windowed += 1
@@ -220,6 +228,10 @@ def _layer_table(spec: ModelSpec, kv_dtype: str, tp: int) -> tuple[tuple[int, in
     for layer in spec.layers:
         a = layer.attention
         state = linear_state_bytes(a, conv_dt, tp, ssm_dt)
+        if a.kind == "cross":
+            out.append((layer.index, 0, 0, layer_bytes_per_token(a, kv_dtype, tp) *
+                        a.encoder_tokens))
+            continue
         cap = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else 0
         out.append((layer.index, layer_bytes_per_token(a, kv_dtype, tp), cap or 0, state))
     return tuple(out)

@@ -143,8 +143,8 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
         il = ls.index
         # recurrent layers (and Falcon-H1's parallel Mamba branch): r_l + s_l rows, f32
         rs = linear_state_bytes(a, "fp32")
-        if a.kind in ("linear", "none"):  # no mixer: n_head_kv(il) = 0, zero-width K/V
-            k_w = v_w = 0
+        if a.kind in ("linear", "none", "cross"):  # no mixer: n_head_kv(il) = 0; llama.cpp
+            k_w = v_w = 0  # has no cross-attention cache
         elif a.kind == "mla":
             mla, kv_lora = True, a.kv_lora_rank
             k_w, v_w = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank

@@ -139,7 +139,7 @@ class KvPool:
 def layer_groups(spec: ModelSpec, layers: range) -> tuple[list[int], list[int], bool]:
     """(full-pool layers, SWA-pool layers, hybrid?) on one stage. Sliding/chunked layers form the
     SWA pool only when the model also has full-attention layers; linear layers hold no KV here."""
-    attn = [la for la in spec.layers if la.attention.kind not in ("linear", "none")]
+    attn = [la for la in spec.layers if la.attention.has_kv]
     hybrid = any(la.attention.kind in ("sliding", "chunked") for la in attn) and any(
         la.attention.kind in ("full", "mla") for la in attn)
     full = [la.index for la in attn if la.index in layers and not (

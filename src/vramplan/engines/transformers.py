@@ -173,6 +173,8 @@ def layer_cache(layer: LayerSpec, tokens: int, batch: int, d: int, cap: bool) ->
     state = hf_state_bytes(a, d) * batch if has_state(a) else 0
     if a.kind in ("linear", "none"):
         return state
+    if a.kind == "cross":  # MllamaCrossAttention caches the encoder tokens' K/V
+        return cache_bytes_per_token(a, d) * a.encoder_tokens * batch
     t = min(tokens, a.window_tokens - 1) if cap and a.window_tokens and a.kind in (
         "sliding", "chunked") else tokens
     return cache_bytes_per_token(a, d) * t * batch + state

@@ -276,8 +276,7 @@ def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
     Falcon-H1 layer registers both an attention and a mamba cache."""
     sel = [lay.attention for lay in spec.layers if lay.index in layers]
     states = [linear_state_bytes(a, conv_dtype, tp, ssm_dtype) for a in sel if has_state(a)]
-    per_tok = [layer_bytes_per_token(a, kv_dtype, tp) for a in sel
-               if a.kind not in ("linear", "none")]
+    per_tok = [layer_bytes_per_token(a, kv_dtype, tp) for a in sel if a.has_kv]
     if states and per_tok:
         need = 16 * math.ceil(max(states) / (16 * per_tok[0]))
         block = max(block, need)
@@ -290,6 +289,9 @@ def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
             continue
         page = block * layer_bytes_per_token(a, kv_dtype, tp)
         kind = "mla" if a.kind == "mla" else a.kind
+        if kind == "cross":  # CrossAttentionSpec: sized by the encoder tokens
+            out.append(LayerKv("cross", page, a.encoder_tokens))
+            continue
         out.append(LayerKv(kind, page, a.window_tokens or 0 if kind in ("sliding", "chunked")
                            else 0))
     return tuple(out), block
@@ -299,9 +301,12 @@ def blocks_per_request(lk: LayerKv, max_len: int, batched: int, block: int) -> i
     """Blocks one request of ``max_len`` tokens holds in a layer (KVCacheSpec
     max_memory_usage_bytes / page): full and MLA cdiv(len, block); sliding window
     cdiv(min(window - 1 + batched, len), block) + 1; chunked cdiv(min(chunk + batched, len),
-    block); mamba 1."""
+    block); mamba 1; cross-attention cdiv(encoder tokens, block) (vllm/v1/kv_cache_interface.py
+    CrossAttentionSpec.max_memory_usage_bytes: max_num_encoder_input_tokens)."""
     if lk.kind == "mamba":
         return 1
+    if lk.kind == "cross":
+        return -(-lk.window // block)
     if lk.kind == "sliding" and lk.window:
         return -(-min(lk.window - 1 + batched, max_len) // block) + 1
     if lk.kind == "chunked" and lk.window:
