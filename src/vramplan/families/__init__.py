@@ -33,6 +33,9 @@ FAMILY_MODULES: dict[str, str] = {
     # -- hybrid --
     "nemotron_h": "vramplan.families.hybrid",
     "jamba": "vramplan.families.hybrid",
+    "granitemoehybrid": "vramplan.families.hybrid",
+    "falcon_h1": "vramplan.families.hybrid",
+    "lfm2": "vramplan.families.hybrid",
 
     # -- moe_mla --
 
@@ -51,6 +54,9 @@ MODEL_TYPES: dict[str, str] = {
     # -- hybrid --
     "nemotron_h": "nemotron_h",
     "jamba": "jamba",
+    "granitemoehybrid": "granitemoehybrid",
+    "falcon_h1": "falcon_h1",
+    "lfm2": "lfm2",
 
     # -- moe_mla --
 
@@ -69,6 +75,9 @@ ARCHITECTURES: dict[str, str] = {
     # -- hybrid --
     "NemotronHForCausalLM": "nemotron_h",
     "JambaForCausalLM": "jamba",
+    "GraniteMoeHybridForCausalLM": "granitemoehybrid",
+    "FalconH1ForCausalLM": "falcon_h1",
+    "Lfm2ForCausalLM": "lfm2",
 
     # -- moe_mla --
 
