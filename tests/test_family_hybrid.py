@@ -243,3 +243,136 @@ def test_llamacpp_memory_grows_with_slots(seqs: int) -> None:
         return sum(d.total_bytes for d in est.devices)
 
     assert total(seqs + 1) >= total(seqs)
+
+
+# ------------------------------------------------------------------------------ constructed configs
+
+def _constructed(stem: str) -> dict[str, Any]:
+    return dict(json.loads((CONFIGS / f"{stem}.json").read_text()))
+
+
+# transformers 5.25.0 meta-device counts (parity venv, unique parameters, no persistent buffers)
+CONSTRUCTED = {
+    "ibm-granite__granite-4.0-h-small": 32_207_337_984,
+    "tiiuae__Falcon-H1-default": 8_514_994_176,
+    "LiquidAI__LFM2-1.2B": 1_170_340_608,
+}
+
+
+@pytest.mark.parametrize("stem", sorted(CONSTRUCTED))
+def test_constructed_params_exact(stem: str) -> None:
+    cfg = _constructed(stem)
+    assert "_vramplan_source" in cfg
+    inv = build_inventory(spec_from_config(cfg, stem))
+    assert inv.params_total == CONSTRUCTED[stem]
+    assert inv.buffers_total == 0
+
+
+# Variants switching on the optional tensors (biases, dense shared MLP, latent MoE, untied head);
+# expected counts from the parity venv on the edited configs.
+VARIANTS: list[tuple[str, dict[str, Any], int]] = [
+    ("ibm-granite__granite-4.0-h-small",
+     {"attention_bias": True, "num_local_experts": 0, "mamba_proj_bias": True,
+      "tie_word_embeddings": False, "num_hidden_layers": 8, "mamba_n_groups": 2,
+      "layer_types": ["mamba", "attention"] * 4}, 1_554_393_088),
+    ("tiiuae__Falcon-H1-default",
+     {"projectors_bias": True, "mamba_proj_bias": True, "mamba_rms_norm": False,
+      "attention_bias": True, "mlp_bias": True, "num_hidden_layers": 4, "head_dim": 64,
+      "mamba_d_ssm": None, "mamba_n_heads": 64}, 2_249_651_200),
+    ("LiquidAI__LFM2-1.2B",
+     {"conv_bias": True, "tie_word_embeddings": False, "block_ffn_dim_multiplier": 1.5},
+     1_707_313_920),
+]
+
+
+@pytest.mark.parametrize(("stem", "edit", "expected"), VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_constructed_variants_exact(stem: str, edit: dict[str, Any], expected: int) -> None:
+    cfg = _constructed(stem) | edit
+    assert build_inventory(spec_from_config(cfg)).params_total == expected
+
+
+def test_nemotron_variant_with_biases_and_latent_moe() -> None:
+    """use_bias + mlp_bias + moe_latent_size (fc1/fc2_latent_proj): 1,289,144,640 params and
+    128 buffer elements on a 4-layer M-*E pattern (parity venv)."""
+    cfg = _shared(NEMOTRON) | {"hybrid_override_pattern": "M-*E", "num_hidden_layers": 4,
+                               "use_bias": True, "mlp_bias": True, "moe_latent_size": 1024}
+    inv = build_inventory(spec_from_config(cfg))
+    assert (inv.params_total, inv.buffers_total) == (1_289_144_640, 128)
+
+
+def test_jamba_variant_dense_with_proj_bias() -> None:
+    """mamba_proj_bias on, conv bias off, num_experts 1 (every MLP dense), 8 layers:
+    2,725,414,880 (parity venv)."""
+    cfg = _shared(JAMBA) | {"mamba_proj_bias": True, "mamba_conv_bias": False,
+                            "num_experts": 1, "num_hidden_layers": 8}
+    assert build_inventory(spec_from_config(cfg)).params_total == 2_725_414_880
+
+
+def test_constructed_state_by_hand() -> None:
+    """granite-4.0-h-small Mamba-2: d_inner 2 x 4096 = 8192, 128 heads x 64, 1 group, d_state
+    128: conv 3 x (8192 + 2 x 128) = 25,344, SSM 128 x 64 x 128 = 1,048,576 elements; vLLM bf16
+    (no Nemotron hook: SSM "auto" = conv dtype) 2,147,840 B/layer, x 36 = 77,322,240 B.
+    Falcon-H1 defaults: d_ssm 1024, 128 heads x 8, d_state 256: conv 3 x 1,536 = 4,608, SSM
+    262,144 -> 533,504 B/layer in bf16, x 32 = 17,072,128 B (and full attention in every
+    layer: 32 x 2 x 8 x 128 x 2 = 131,072 B/token).
+    LFM2-1.2B short conv: (3 - 1) x 2048 = 4,096 elements, 8,192 B/layer bf16, x 10 conv
+    layers = 81,920 B; 6 attention layers x 2 x 8 x 64 x 2 = 12,288 B/token."""
+    gr = spec_from_config(_constructed("ibm-granite__granite-4.0-h-small"))
+    fa = spec_from_config(_constructed("tiiuae__Falcon-H1-default"))
+    lf = spec_from_config(_constructed("LiquidAI__LFM2-1.2B"))
+    s = summarize(gr, "bf16")
+    assert (s.state_bytes_per_sequence, s.bytes_per_token, s.linear_layers) == (77_322_240,
+                                                                                16_384, 36)
+    s = summarize(fa, "bf16")
+    assert (s.state_bytes_per_sequence, s.bytes_per_token) == (17_072_128, 131_072)
+    assert (s.full_layers, s.linear_layers) == (32, 32)  # every layer has both
+    s = summarize(lf, "bf16")
+    assert (s.state_bytes_per_sequence, s.bytes_per_token) == (81_920, 12_288)
+    assert state_bytes_per_sequence(lf, "fp32", "fp32") == 163_840  # llama.cpp f32
+
+
+def test_vllm_granite_block_is_528() -> None:
+    """Attention page per token 8 x 128 x 2 x 2 = 4,096 B; 16 x cdiv(2,147,840, 16 x 4,096) =
+    528 tokens (the value vLLM logs for granite-4.0-h without prefix caching); Falcon-H1: both a
+    mamba and an attention cache per layer, 16 x cdiv(533,504, 65,536) = 144."""
+    est = api.estimate(str(CONFIGS / "ibm-granite__granite-4.0-h-small.json"), engine="vllm",
+                       gpu="h200", context=8192)
+    assert est.engine_figures["block_size"] == 528
+    assert est.engine_figures["mamba_page_bytes"] == 528 * 4096
+    fa = api.estimate(str(CONFIGS / "tiiuae__Falcon-H1-default.json"), engine="vllm",
+                      gpu="h200", context=8192)
+    assert fa.engine_figures["block_size"] == 144
+    assert fa.kv_state_bytes_per_sequence == 17_072_128
+
+
+@pytest.mark.parametrize("stem", sorted(CONSTRUCTED))
+@pytest.mark.parametrize("engine", ["vllm", "llamacpp", "sglang", "transformers"])
+def test_constructed_estimates_fit_and_carry_state(stem: str, engine: str) -> None:
+    est = api.estimate(str(CONFIGS / f"{stem}.json"), engine=engine, gpu="h200",
+                       context=8192, batch=2)
+    assert est.failure is None
+    assert est.kv_state_bytes_per_sequence > 0
+    assert to_dict(est)["kv_state_bytes_per_sequence"] == est.kv_state_bytes_per_sequence
+
+
+def test_llamacpp_prices_every_hybrid_tensor_with_a_gguf_name() -> None:
+    """convert_hf_to_gguf renames (dt_bias -> ssm_dt.bias, Nemotron experts, granite's stacked
+    input_linear split into ffn_gate_exps / ffn_up_exps): no tensor keeps its HF name."""
+    from vramplan.quant.gguf_pricing import gguf_entries
+    from vramplan.quant.schemes import QuantScheme
+
+    paths = [CONFIGS / f"{s}.json" for s in CONSTRUCTED]
+    paths += [p for p in (SHARED / f"{NEMOTRON}.json", SHARED / f"{JAMBA}.json") if p.exists()]
+    for path in paths:
+        lm = api.load(str(path))
+        ents, _ = gguf_entries(lm.inventory, QuantScheme(method="gguf", gguf_ftype="Q4_K_M",
+                                                         label="Q4_K_M"))
+        left = [e.group.name for e in ents
+                if not e.group.name.startswith(("blk.", "token_embd", "output"))]
+        assert left == [], (path.name, left[:3])
+    gr = api.load(str(CONFIGS / "ibm-granite__granite-4.0-h-small.json"))
+    ents, _ = gguf_entries(gr.inventory, QuantScheme(method="gguf", gguf_ftype="BF16",
+                                                     label="BF16"))
+    shapes = {e.group.name: e.group.shape for e in ents}
+    assert shapes["blk.0.ffn_gate_exps.weight"] == (72, 768, 4096)
+    assert shapes["blk.0.ffn_up_shexp.weight"] == (1536, 4096)
