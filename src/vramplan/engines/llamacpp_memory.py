@@ -155,9 +155,10 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
         if swa:
             n_swa = n_swa or int(a.window_tokens or 0)
         moe = m.kind == "moe"
+        heads = 0 if a.kind == "none" else a.num_heads  # MLP/MoE-only block: no attention ops
         layers.append(LayerInfo(
-            k_width=k_w, v_width=v_w, swa=swa, rs_bytes=rs, n_head=a.num_heads,
-            q_width=a.num_heads * a.head_dim, o_width=a.num_heads * a.v_head_dim,
+            k_width=k_w, v_width=v_w, swa=swa, rs_bytes=rs, n_head=heads,
+            q_width=heads * a.head_dim, o_width=heads * a.v_head_dim,
             ffn_dense=0 if moe else m.intermediate_size, n_expert=m.num_experts if moe else 0,
             n_expert_used=m.top_k if moe else 0, n_ff_exp=m.expert_intermediate_size if moe else 0,
             n_ff_shexp=m.shared_intermediate_size if moe else 0))
