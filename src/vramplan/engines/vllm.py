@@ -656,6 +656,14 @@ class VllmEngine:
                "non-torch memory and CUDA context are medians of measured runs (ASSUMPTION)"]
         if st["eager"]:
             out.append("--enforce-eager: no CUDA graphs")
+        if any(sp.kind == "mamba" for s in stages for sp in s.specs):
+            out.append(f"hybrid Mamba/linear-attention model: prefix caching off (the hybrid "
+                       f"default since PR #23716), so the attention block is raised to "
+                       f"{max(s.block for s in stages)} tokens and each state layer holds one "
+                       "state page per request, padded to the attention page. ASSUMPTION: "
+                       "builds with PR #50991 (Aug 2026) turn prefix caching on for hybrids "
+                       "(mamba_cache_mode align: chunk-aligned blocks, more state pages) - "
+                       "not modelled")
         return tuple(out)
 
     def _command(self, setup: Setup, st: dict[str, int | float | bool]) -> str:
