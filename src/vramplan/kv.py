@@ -10,6 +10,8 @@ Per token and layer:
 Sliding-window layers hold at most ``window`` tokens, chunked-local layers at most one chunk.
 A layer with ``attention.mamba`` keeps that state whatever its kind (Falcon-H1 runs attention
 and Mamba-2 side by side, so its layers have both a per-token cache and a state).
+A layer that reads another layer's cache (``AttentionSpec.kv_shared_with``, Gemma-3n; read with
+``shares_kv`` so this module also runs on a spec without that field) stores nothing.
 Sources: vllm/v1/kv_cache_interface.py (AttentionSpec.page_size_bytes, MLAAttentionSpec,
 SlidingWindowSpec), llama.cpp src/llama-kv-cache.cpp; see docs/ARCHITECTURE.md.
 """
@@ -69,10 +71,16 @@ def kv_heads_per_rank(attn: AttentionSpec, tp: int) -> int:
     return max(1, attn.num_kv_heads // tp)
 
 
+def shares_kv(attn: AttentionSpec) -> bool:
+    """True for a layer reading another layer's K/V (``kv_shared_with``): it stores none."""
+    return getattr(attn, "kv_shared_with", None) is not None
+
+
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:
-    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention and no mixer;
-    a cross-attention layer's per-token figure applies to its encoder tokens)."""
-    if attn.kind in ("linear", "none"):
+    """K+V bytes one token adds to one layer on one TP rank (0 for linear attention, no mixer and
+    a layer that reuses another layer's cache; a cross-attention layer's per-token figure applies
+    to its encoder tokens)."""
+    if attn.kind in ("linear", "none") or shares_kv(attn):
         return 0
     if attn.kind == "mla":
         return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype)
@@ -165,7 +173,7 @@ def state_bytes_per_sequence(spec: ModelSpec, conv_dtype: str, ssm_dtype: str,
 def cached_tokens(attn: AttentionSpec, context_tokens: int) -> int:
     """Tokens a layer keeps for one sequence of ``context_tokens``: windowed layers are capped,
     cross-attention layers keep their encoder tokens whatever the text length."""
-    if attn.kind in ("linear", "none"):
+    if attn.kind in ("linear", "none") or shares_kv(attn):
         return 0
     if attn.kind == "cross":
         return attn.encoder_tokens
@@ -204,7 +212,7 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
         if has_state(a):
             linear += 1
             state_b += linear_state_bytes(a, conv_dt, tp, ssm_dt)
-        if a.kind in ("linear", "none"):
+        if a.kind in ("linear", "none") or shares_kv(a):
             continue
         b = layer_bytes_per_token(a, kv_dtype, tp)
         if a.kind == "cross":

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from vramplan.errors import InputError
-from vramplan.kv import linear_state_bytes
+from vramplan.kv import linear_state_bytes, shares_kv
 from vramplan.model.spec import ModelSpec
 from vramplan.quant.ggml_types import ggml_type
 from vramplan.quant.schemes import QuantizedModel, WeightEntry
@@ -143,8 +143,8 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
         il = ls.index
         # recurrent layers (and Falcon-H1's parallel Mamba branch): r_l + s_l rows, f32
         rs = linear_state_bytes(a, "fp32")
-        if a.kind in ("linear", "none", "cross"):  # no mixer: n_head_kv(il) = 0; llama.cpp
-            k_w = v_w = 0  # has no cross-attention cache
+        if a.kind in ("linear", "none", "cross") or shares_kv(a):  # no cache of its own: no
+            k_w = v_w = 0  # mixer (n_head_kv = 0), no cross-attention cache, Gemma-3n sharing
         elif a.kind == "mla":
             mla, kv_lora = True, a.kv_lora_rank
             k_w, v_w = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank

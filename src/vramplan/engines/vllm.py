@@ -33,6 +33,7 @@ from vramplan.kv import (
     has_state,
     layer_bytes_per_token,
     linear_state_bytes,
+    shares_kv,
     state_bytes_per_sequence,
     state_dtypes,
 )
@@ -274,7 +275,9 @@ def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
     page (conv state in ``conv_dtype`` + SSM state in ``ssm_dtype``, v1/kv_cache_interface.py
     MambaSpec.page_size_bytes); layers without a mixer (kind "none") register no cache; a
     Falcon-H1 layer registers both an attention and a mamba cache."""
-    sel = [lay.attention for lay in spec.layers if lay.index in layers]
+    # a layer reading another layer's cache (kv_sharing_target_layer_name) has no KV spec
+    sel = [lay.attention for lay in spec.layers if lay.index in layers
+           and not shares_kv(lay.attention)]
     states = [linear_state_bytes(a, conv_dtype, tp, ssm_dtype) for a in sel if has_state(a)]
     per_tok = [layer_bytes_per_token(a, kv_dtype, tp) for a in sel if a.has_kv]
     if states and per_tok:
