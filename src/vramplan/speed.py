@@ -151,7 +151,9 @@ def _sums(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, tp: int) -> _
         if has_state(a):  # recurrent state at the engines' state dtypes (kv.state_dtypes)
             conv_dt, ssm_dt = state_dtypes(spec)
             state += linear_state_bytes(a, conv_dt, tp, ssm_dt)
-        if a.kind in ("linear", "none"):
+        if a.kind == "linear":
+            continue
+        if a.kind == "none":
             continue
         if a.kind == "cross":
             state += layer_bytes_per_token(a, kv_dtype, tp) * a.encoder_tokens
