@@ -153,11 +153,6 @@ def _sums(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, tp: int) -> _
             state += linear_state_bytes(a, conv_dt, tp, ssm_dt)
         if a.kind == "linear":
             continue
-        if a.kind == "none":
-            continue
-        if a.kind == "cross":
-            state += layer_bytes_per_token(a, kv_dtype, tp) * a.encoder_tokens
-            continue
         w = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else None
         kv[w] = kv.get(w, 0) + layer_bytes_per_token(a, kv_dtype, tp)
         dk = a.kv_lora_rank + a.qk_rope_head_dim if a.kind == "mla" else a.head_dim
