@@ -32,8 +32,6 @@ CONSTRUCTED = DATA / "configs"
 # Models whose family is not implemented on this branch yet: strict xfail (an XPASS fails, so a
 # family that lands must take its model off this list). The integrator empties it.
 NOT_YET: dict[str, str] = {
-    "ai21labs__Jamba-v0.1": "jamba family (Mamba + MoE)",
-    "nvidia__NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": "nemotron_h family (Mamba-2 + MoE)",
 }
 
 

@@ -265,7 +265,10 @@ def estimate(model: str | Mapping[str, Any], *, gpu: str | None = None, gpus: in
         weights_bytes=qm.weights_bytes, kv_cache_bytes_per_token=kvs.bytes_per_token,
         kv_cache_bytes_per_token_all_layers=kvs.bytes_per_token_all_layers,
         kv_window_bytes_per_sequence=kvs.window_bytes_per_sequence,
-        kv_state_bytes_per_sequence=kvs.state_bytes_per_sequence, devices=res.devices,
+        # the engine's own state dtypes where it reports them (llama.cpp: f32)
+        kv_state_bytes_per_sequence=int(res.figures.get("state_bytes_per_sequence",
+                                                        kvs.state_bytes_per_sequence)),
+        devices=res.devices,
         host_ram_bytes=res.host_ram_bytes, engine_figures=res.figures, failure=res.failure,
         fix=res.fix, command=res.command, assumptions=tuple(assumptions), notes=tuple(notes),
         header_check=qm.header_check)

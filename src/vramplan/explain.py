@@ -54,7 +54,8 @@ def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: Quan
     out.append(ExplainLine("weights total", f"{qm.scheme.name} ({qm.scheme.source})",
                            f"{fmt_bytes(qm.weights_bytes)} = {qm.weights_bytes / 1e9:.2f} GB"))
     # KV per token
-    attn = next((la.attention for la in spec.layers if la.attention.kind != "linear"), None)
+    attn = next((la.attention for la in spec.layers
+                 if la.attention.kind not in ("linear", "none")), None)
     if attn is not None:
         per_layer = layer_bytes_per_token(attn, est.kv_dtype)
         if attn.kind == "mla":
@@ -77,9 +78,10 @@ def explain_lines(est: Estimate, spec: ModelSpec, inv: TensorInventory, qm: Quan
                                "most their window of tokens per sequence",
                                fmt_bytes(kvs.window_bytes_per_sequence) + " per sequence"))
     if kvs.linear_layers:
-        out.append(ExplainLine("linear-attention layers", f"{kvs.linear_layers} layers keep a "
-                               "constant recurrent + conv state per sequence",
-                               fmt_bytes(kvs.state_bytes_per_sequence) + " per sequence"))
+        out.append(ExplainLine("recurrent-state layers", f"{kvs.linear_layers} Mamba / "
+                               "linear-attention layers keep a constant conv + SSM state per "
+                               "sequence", fmt_bytes(est.kv_state_bytes_per_sequence)
+                               + " per sequence"))
     kv_total = sum(d.kv_cache_bytes for d in est.devices)
     pool_tokens = est.engine_figures.get("kv_cache_tokens") or est.engine_figures.get(
         "kv_pool_tokens")

@@ -4,15 +4,15 @@ Per token and layer:
   full / sliding / chunked attention: kv_heads * (head_dim_k + head_dim_v) * bytes/elem
   MLA latent (DeepSeek V2/V3, Kimi K2):  (kv_lora_rank + qk_rope_head_dim) * bytes/elem, one "head"
     + the sparse-attention indexer's key cache where there is one (DeepSeek-V3.2, GLM-5)
-  linear attention (Gated DeltaNet):    0 per token; a constant state per sequence
+  linear attention (Gated DeltaNet, Mamba-1/2, short conv): 0 per token; a constant state
+  per sequence (``linear_state_bytes``)
   cross-attention (Mllama):             K/V of the encoder (image) tokens, constant per sequence
-  no mixer (Nemotron-H MLP layers):     nothing
+  no mixer (Nemotron-H MLP/MoE layers): nothing
 Sliding-window layers hold at most ``window`` tokens, chunked-local layers at most one chunk.
-A layer that reads another layer's cache (``AttentionSpec.kv_shared_with``: Gemma-3n's last
-``num_kv_shared_layers``) stores nothing: vLLM gives it no KV cache spec of its own
-(``kv_sharing_target_layer_name``: vllm/model_executor/models/gemma3n.py@034f08e Gemma3nAttention),
-llama.cpp allocates cache only for the first ``n_layer_kv_from_start`` layers
-(src/llama-model.cpp, LLM_ARCH_GEMMA3N).
+A layer with ``attention.mamba`` keeps that state whatever its kind (Falcon-H1 runs attention
+and Mamba-2 side by side, so its layers have both a per-token cache and a state).
+A layer that reads another layer's cache (``AttentionSpec.kv_shared_with``, Gemma-3n; read with
+``shares_kv`` so this module also runs on a spec without that field) stores nothing.
 Sources: vllm/v1/kv_cache_interface.py (AttentionSpec.page_size_bytes, MLAAttentionSpec,
 SlidingWindowSpec), llama.cpp src/llama-kv-cache.cpp; see docs/ARCHITECTURE.md.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vramplan.errors import InputError
-from vramplan.model.spec import AttentionSpec, ModelSpec
+from vramplan.model.spec import AttentionSpec, MambaSpec, ModelSpec
 
 # bytes per element as (block_elems, block_bytes): exact for llama.cpp's quantized cache types
 # SOURCE: ggml/src/ggml-common.h block_q8_0 (32 elems, 34 B), block_q4_0 (32, 18), block_q5_0 ...
@@ -46,7 +46,7 @@ KV_DTYPES: dict[str, tuple[int, int]] = {
 
 def resolve_kv_dtype(kv_dtype: str, spec: ModelSpec) -> str:
     """``auto`` means the model dtype (vLLM CacheConfig.cache_dtype="auto"; llama.cpp f16)."""
-    d = kv_dtype.lower().replace("float16", "fp16").replace("bfloat16", "bf16")
+    d = kv_dtype.lower().replace("bfloat16", "bf16").replace("float16", "fp16")
     d = {"f16": "fp16", "f32": "fp32", "float32": "fp32"}.get(d, d)
     if d == "auto":
         return {"float32": "fp32", "float16": "fp16"}.get(spec.torch_dtype, "bf16")
@@ -107,6 +107,11 @@ def mla_row_bytes(attn: AttentionSpec, kv_dtype: str) -> int:
     return row_bytes(attn.kv_lora_rank + attn.qk_rope_head_dim, kv_dtype)
 
 
+def shares_kv(attn: AttentionSpec) -> bool:
+    """True for a layer reading another layer's K/V (``kv_shared_with``): it stores none."""
+    return getattr(attn, "kv_shared_with", None) is not None
+
+
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:
     """K+V bytes one token adds to one layer on one TP rank (0 for linear attention, no mixer and
     a layer that reuses another layer's cache; a cross-attention layer's per-token figure applies
@@ -114,7 +119,7 @@ def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> in
 
     An MLA layer with a sparse-attention indexer adds its key cache
     (``indexer_bytes_per_token``)."""
-    if attn.kind in ("linear", "none") or attn.kv_shared_with is not None:
+    if attn.kind in ("linear", "none") or shares_kv(attn):
         return 0
     if attn.kind == "mla":
         return mla_row_bytes(attn, kv_dtype) + indexer_bytes_per_token(attn)
@@ -123,13 +128,48 @@ def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> in
                                                                    kv_dtype)
 
 
-def linear_state_bytes(attn: AttentionSpec, state_dtype: str, tp: int = 1) -> int:
-    """Constant per-sequence state of a Gated DeltaNet layer on one TP rank.
+def mamba_state_elems(mb: MambaSpec, tp: int = 1) -> tuple[int, int]:
+    """(conv state, SSM state) elements one sequence keeps in one Mamba layer on one TP rank.
 
-    conv state: (conv_kernel - 1) * (2*key_dim + value_dim); recurrent state:
-    num_value_heads * key_head_dim * value_head_dim. Source: vllm/model_executor/layers/mamba/
-    mamba_utils.py (MambaStateShapeCalculator.gated_delta_net_state_shape).
+    Mamba-2: conv (d_conv - 1) x (d_inner + 2 x groups x d_state) / tp, SSM heads/tp x head_dim
+    x d_state; groups are padded to tp when tp does not divide n_groups (each head shard needs
+    its groups): groups = n_groups + (0 if n_groups % tp == 0 else tp - n_groups).
+    Mamba-1: conv (d_conv - 1) x d_inner / tp, SSM d_inner / tp x d_state.
+    Short conv (LFM2): conv (L_cache - 1) x d_inner / tp, no SSM state.
+    Source: vllm/model_executor/layers/mamba/mamba_utils.py@02d710837549
+    (MambaStateShapeCalculator.mamba1_state_shape, mamba2_state_shape,
+    extra_groups_for_head_shards, short_conv_state_shape); at tp = 1 the same element counts as
+    llama.cpp's n_embd_r / n_embd_s (src/llama-hparams.cpp@01b77b579398).
     """
+    if mb.kind == "mamba2":
+        groups = mb.n_groups + (0 if mb.n_groups % tp == 0 else tp - mb.n_groups)
+        conv = (mb.conv_kernel - 1) * ((mb.d_inner + 2 * groups * mb.d_state) // tp)
+        return conv, (mb.num_heads // tp) * mb.head_dim * mb.d_state
+    conv = (mb.conv_kernel - 1) * (mb.d_inner // tp)
+    if mb.kind == "mamba1":
+        return conv, (mb.d_inner // tp) * mb.d_state
+    return conv, 0
+
+
+def has_state(attn: AttentionSpec) -> bool:
+    """True for layers that keep a constant recurrent/conv state per sequence."""
+    return attn.mamba is not None or attn.linear is not None
+
+
+def linear_state_bytes(attn: AttentionSpec, state_dtype: str, tp: int = 1,
+                       ssm_dtype: str | None = None) -> int:
+    """Constant per-sequence state of a recurrent layer on one TP rank, in bytes.
+
+    Mamba-1/2 and short conv: ``mamba_state_elems`` (conv in ``state_dtype``, SSM state in
+    ``ssm_dtype``, default ``state_dtype``). Gated DeltaNet: conv state
+    (conv_kernel - 1) * (2*key_dim + value_dim) / tp and recurrent state num_value_heads/tp *
+    key_head_dim * value_head_dim (MambaStateShapeCalculator.gated_delta_net_state_shape, same
+    file). 0 for a layer without state.
+    """
+    if attn.mamba is not None:
+        conv, ssm = mamba_state_elems(attn.mamba, tp)
+        return row_bytes(conv, state_dtype) + (row_bytes(ssm, ssm_dtype or state_dtype)
+                                               if ssm else 0)
     lin = attn.linear
     if lin is None:
         return 0
@@ -137,13 +177,42 @@ def linear_state_bytes(attn: AttentionSpec, state_dtype: str, tp: int = 1) -> in
     value_dim = lin.num_value_heads * lin.value_head_dim
     conv = (lin.conv_kernel - 1) * (2 * key_dim + value_dim) // tp
     ssm = lin.num_value_heads * lin.key_head_dim * lin.value_head_dim // tp
-    return row_bytes(conv + ssm, state_dtype)
+    if ssm_dtype is None or ssm_dtype == state_dtype:
+        return row_bytes(conv + ssm, state_dtype)
+    return row_bytes(conv, state_dtype) + row_bytes(ssm, ssm_dtype)
+
+
+def state_dtypes(spec: ModelSpec, mamba_cache_dtype: str = "auto",
+                 mamba_ssm_cache_dtype: str = "auto") -> tuple[str, str]:
+    """(conv state dtype, SSM state dtype) as vLLM resolves them.
+
+    conv: ``--mamba-cache-dtype`` ("auto": the model dtype, not the KV cache dtype); SSM:
+    ``--mamba-ssm-cache-dtype``, "auto" meaning the conv dtype, except for Nemotron-H whose
+    config hook takes the HF config's ``mamba_ssm_cache_dtype`` (default float32).
+    Sources: vllm/model_executor/layers/mamba/mamba_utils.py@02d710837549
+    (MambaStateDtypeCalculator._mamba_state_dtype), vllm/model_executor/models/config.py
+    (NemotronHForCausalLMConfig.update_mamba_ssm_cache_dtype, DEFAULT_MAMBA_SSM_CACHE_DTYPE).
+    """
+    conv = resolve_kv_dtype(mamba_cache_dtype, spec)
+    if mamba_ssm_cache_dtype != "auto":
+        return conv, resolve_kv_dtype(mamba_ssm_cache_dtype, spec)
+    fam = spec.param("mamba_ssm_cache_dtype")
+    if fam:
+        return conv, resolve_kv_dtype(str(fam), spec)
+    return conv, conv
+
+
+def state_bytes_per_sequence(spec: ModelSpec, conv_dtype: str, ssm_dtype: str,
+                             tp: int = 1) -> int:
+    """Σ over the layers with state of ``linear_state_bytes`` (one sequence, one TP rank)."""
+    return sum(linear_state_bytes(la.attention, conv_dtype, tp, ssm_dtype)
+               for la in spec.layers if has_state(la.attention))
 
 
 def cached_tokens(attn: AttentionSpec, context_tokens: int) -> int:
     """Tokens a layer keeps for one sequence of ``context_tokens``: windowed layers are capped,
     cross-attention layers keep their encoder tokens whatever the text length."""
-    if attn.kind in ("linear", "none") or attn.kv_shared_with is not None:
+    if attn.kind in ("linear", "none") or shares_kv(attn):
         return 0
     if attn.kind == "cross":
         return attn.encoder_tokens
@@ -160,29 +229,36 @@ class KvSummary:
     bytes_per_token: int  # growth per token beyond every window (full-attention + MLA layers)
     bytes_per_token_all_layers: int  # as if every attention layer kept every token
     window_bytes_per_sequence: int  # sliding/chunked layers at their window cap
-    state_bytes_per_sequence: int  # linear-attention (recurrent) state + cross-attention K/V
+    # recurrent state (Mamba, GDN) at ``state_dtypes(spec)`` + cross-attention K/V
+    state_bytes_per_sequence: int
     full_layers: int
     windowed_layers: int
-    linear_layers: int
+    linear_layers: int  # layers keeping a recurrent state
+
+
 
 
 @lru_cache(maxsize=512)
 def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
+    """Per-token KV at ``kv_dtype`` and the per-sequence state at vLLM's default state dtypes
+    (``state_dtypes``: the state is not stored in the KV cache dtype). Layers without a mixer
+    count nowhere."""
     full = windowed = linear = 0
     per_tok = per_tok_all = window_b = state_b = 0
+    conv_dt, ssm_dt = state_dtypes(spec)
     for layer in spec.layers:
         a = layer.attention
-        if a.kv_shared_with is not None or a.kind == "none":
-            continue  # reads another layer's cache, or has no mixer: stores none
-        b = layer_bytes_per_token(a, kv_dtype, tp)
-        per_tok_all += b
-        if a.kind == "linear":
+        if has_state(a):
             linear += 1
-            state_b += linear_state_bytes(a, kv_dtype, tp)
-        elif a.kind == "cross":
-            per_tok_all -= b
+            state_b += linear_state_bytes(a, conv_dt, tp, ssm_dt)
+        if a.kind in ("linear", "none") or shares_kv(a):
+            continue
+        b = layer_bytes_per_token(a, kv_dtype, tp)
+        if a.kind == "cross":
             state_b += b * a.encoder_tokens
-        elif a.kind in ("sliding", "chunked"):
+            continue
+        per_tok_all += b
+        if a.kind in ("sliding", "chunked"):
             windowed += 1
             window_b += b * (a.window_tokens or 0)
         else:
@@ -194,17 +270,17 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
 @lru_cache(maxsize=512)
 def _layer_table(spec: ModelSpec, kv_dtype: str, tp: int) -> tuple[tuple[int, int, int, int], ...]:
     """Per layer: (index, bytes/token, window cap or 0, constant state bytes), cached."""
+    conv_dt, ssm_dt = state_dtypes(spec)
     out = []
     for layer in spec.layers:
         a = layer.attention
-        if a.kind == "linear":
-            out.append((layer.index, 0, 0, linear_state_bytes(a, kv_dtype, tp)))
-        elif a.kind == "cross":
+        state = linear_state_bytes(a, conv_dt, tp, ssm_dt)
+        if a.kind == "cross":
             out.append((layer.index, 0, 0, layer_bytes_per_token(a, kv_dtype, tp) *
                         a.encoder_tokens))
-        else:
-            cap = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else 0
-            out.append((layer.index, layer_bytes_per_token(a, kv_dtype, tp), cap or 0, 0))
+            continue
+        cap = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else 0
+        out.append((layer.index, layer_bytes_per_token(a, kv_dtype, tp), cap or 0, state))
     return tuple(out)
 
 

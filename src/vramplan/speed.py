@@ -35,7 +35,7 @@ from vramplan.hardware.host import (
     pcie_bytes_per_s,
     typical_host,
 )
-from vramplan.kv import layer_bytes_per_token, linear_state_bytes
+from vramplan.kv import has_state, layer_bytes_per_token, linear_state_bytes, state_dtypes
 from vramplan.model.spec import ModelSpec
 from vramplan.placement import Parallelism
 from vramplan.plan.offload import Residence, WeightSplit, split_cached
@@ -148,8 +148,10 @@ def _sums(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, tp: int) -> _
         if layer.index not in want:
             continue
         a = layer.attention
+        if has_state(a):  # recurrent state at the engines' state dtypes (kv.state_dtypes)
+            conv_dt, ssm_dt = state_dtypes(spec)
+            state += linear_state_bytes(a, conv_dt, tp, ssm_dt)
         if a.kind == "linear":
-            state += linear_state_bytes(a, kv_dtype, tp)
             continue
         if a.kind == "none":
             continue

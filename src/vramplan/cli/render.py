@@ -65,8 +65,10 @@ def plain_estimate(est: Estimate, explain: bool) -> str:
         f"params    {fmt_count(m.params_total)} total, {fmt_count(m.params_active)} active/token",
         f"quant     {m.quant}  [{m.quant_source}]",
         f"weights   {fmt_bytes(est.weights_bytes)} ({est.weights_bytes / 1e9:.2f} GB)",
-        f"kv cache  {est.kv_cache_bytes_per_token:,} B/token ({est.kv_dtype}); context "
-        f"{est.context_tokens:,} x batch {est.batch}",
+        f"kv cache  {est.kv_cache_bytes_per_token:,} B/token ({est.kv_dtype})"
+        + (f" + {fmt_bytes(est.kv_state_bytes_per_sequence)} constant state per sequence"
+           if est.kv_state_bytes_per_sequence else "")
+        + f"; context {est.context_tokens:,} x batch {est.batch}",
         f"engine    {est.engine} {est.engine_version}; {est.gpu_count} x {est.gpu} "
         f"(tp={est.tp}, pp={est.pp})",
         "",

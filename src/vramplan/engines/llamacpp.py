@@ -319,6 +319,11 @@ class LlamaCppEngine:
             "output_buffer_bytes": lo.output_bytes, "mmap": cfg.mmap,
             "build_profile": f"b{self.profile.build} ({self.profile.since})",
         }
+        rs_seq = sum(la.rs_bytes for la in view.layers)
+        if rs_seq:
+            # llama-memory-recurrent.cpp: r_l/s_l f32 rows, max(1, n_seq_max) of them per layer
+            figures["state_bytes_per_sequence"] = rs_seq
+            figures["rs_buffer_bytes"] = sum(lo.rs.values())
         if r.fit:
             figures["fit"] = {"log": fit_log, "equivalent_flags": fit_flags(view, cfg)}
         figures.update(extra_figures or {})

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from vramplan.errors import InputError
-from vramplan.kv import linear_state_bytes
+from vramplan.kv import linear_state_bytes, shares_kv
 from vramplan.model.spec import ModelSpec
 from vramplan.quant.ggml_types import ggml_type
 from vramplan.quant.schemes import QuantizedModel, WeightEntry
@@ -141,12 +141,10 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
     for ls in spec.layers:
         a, m = ls.attention, ls.mlp
         il = ls.index
-        rs = 0
-        if a.kind == "linear" or a.kv_shared_with is not None:
-            k_w = v_w = 0  # no cache of its own (Gemma-3n: only n_layer_kv_from_start layers)
-            rs = linear_state_bytes(a, "fp32") if a.kind == "linear" else 0
-        elif a.kind in ("none", "cross"):  # no mixer; llama.cpp has no cross-attention cache
-            k_w = v_w = 0
+        # recurrent layers (and Falcon-H1's parallel Mamba branch): r_l + s_l rows, f32
+        rs = linear_state_bytes(a, "fp32")
+        if a.kind in ("linear", "none", "cross") or shares_kv(a):  # no cache of its own: no
+            k_w = v_w = 0  # mixer (n_head_kv = 0), no cross-attention cache, Gemma-3n sharing
         elif a.kind == "mla":
             mla, kv_lora = True, a.kv_lora_rank
             k_w, v_w = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
@@ -157,9 +155,10 @@ def build_view(spec: ModelSpec, entries: Sequence[WeightEntry]) -> ModelView:
         if swa:
             n_swa = n_swa or int(a.window_tokens or 0)
         moe = m.kind == "moe"
+        heads = 0 if a.kind == "none" else a.num_heads  # MLP/MoE-only block: no attention ops
         layers.append(LayerInfo(
-            k_width=k_w, v_width=v_w, swa=swa, rs_bytes=rs, n_head=a.num_heads,
-            q_width=a.num_heads * a.head_dim, o_width=a.num_heads * a.v_head_dim,
+            k_width=k_w, v_width=v_w, swa=swa, rs_bytes=rs, n_head=heads,
+            q_width=heads * a.head_dim, o_width=heads * a.v_head_dim,
             ffn_dense=0 if moe else m.intermediate_size, n_expert=m.num_experts if moe else 0,
             n_expert_used=m.top_k if moe else 0, n_ff_exp=m.expert_intermediate_size if moe else 0,
             n_ff_shexp=m.shared_intermediate_size if moe else 0))
@@ -340,7 +339,12 @@ def _kv(view: ModelView, cfg: Config, lo: Layout, ldev: list[str], ctx_pad: int)
     src/llama-kv-cache.cpp: one K and one V tensor [n_embd_{k,v}_gqa(il), kv_size, n_stream] per
     layer on the layer's device (CPU with --no-kv-offload); without flash attention V is stored
     transposed and padded to the widest V; MLA keeps the latent in K and (since PR #19067) no V;
-    recurrent layers hold an f32 state per sequence in the "RS buffer" (llama-memory-recurrent).
+    recurrent layers hold an f32 state per sequence in the "RS buffer": per recurrent layer one
+    r_l tensor [n_embd_r, mem_size] and one s_l tensor [n_embd_s, mem_size], GGML_TYPE_F32,
+    mem_size = max(1, n_seq_max), on the layer's device (src/llama-memory-recurrent.cpp@0054ee8ca80b
+    constructor, n_rs_seq = 0 without speculative rollback; src/llama-hparams.cpp@01b77b579398
+    n_embd_r / n_embd_s; restated by ``kv.linear_state_bytes(attn, "fp32")``). Layers without a
+    mixer (Nemotron-H MLP/MoE blocks) have n_head_kv = 0 and add nothing.
     """
     cells = cfg.n_ctx_seq
     sw = swa_cells(view, cfg, ctx_pad) if any(la.swa for la in view.layers) else 0

@@ -21,6 +21,10 @@ Sources (file@commit, sgl-project/sglang):
   python/sglang/srt/model_executor/pool_configurator.py@003fca80 (cell sizes, hybrid SWA split,
     MemoryPoolConfig "Not enough memory" RuntimeError)
   python/sglang/srt/model_executor/cuda_graph_config.py@08d6c016 (prefill graph default on CUDA)
+  python/sglang/srt/mem_cache/kv_cache_configurator.py@003fca80 (_handle_max_mamba_cache,
+    _calculate_mamba_ratio, resolve_max_num_reqs) and python/sglang/srt/configs/mamba_utils.py
+    @02e208de (mamba2_state_dtype, Mamba2StateShape, mamba_cache_per_req): hybrid Mamba/GDN
+    models first take a state pool out of ``rest`` (``mamba_pool``), then size the KV pool.
 Version 0.5 (before the prefill CUDA-graph reserve) is taken from ../shared/research/engines.md
 section 5 (secondary).
 """
@@ -35,7 +39,7 @@ from vramplan.engines import multimodal
 from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.engines.generic import CUDA_CONTEXT_BYTES, NCCL_BYTES, activation_peak_bytes
 from vramplan.errors import InputError
-from vramplan.kv import layer_bytes_per_token, row_bytes
+from vramplan.kv import has_state, layer_bytes_per_token, linear_state_bytes, row_bytes
 from vramplan.model.spec import ModelSpec
 from vramplan.placement import StageShard
 from vramplan.result import Component, DeviceEstimate
@@ -44,12 +48,23 @@ from vramplan.units import MIB, fmt_bytes
 SRC_ARGS = "sglang server_args.py@001067ff _handle_gpu_memory_settings"
 SRC_POOL = "sglang kv_cache_configurator.py@003fca80 _profile_available_bytes"
 SRC_CELL = "sglang pool_configurator.py@003fca80 DefaultPoolConfigurator/HybridSWAPoolConfigurator"
+SRC_MAMBA = "sglang kv_cache_configurator.py@003fca80 _handle_max_mamba_cache"
 SWA_FULL_TOKENS_RATIO = 0.8  # SOURCE: ServerArgs.swa_full_tokens_ratio default (server_args.py)
 METADATA_MIB = 512  # SOURCE: server_args.py reserve "Constant meta data (e.g., from attention backend)"
 # ASSUMPTION: the CUDA caching allocator rounds each large weight allocation up to 2 MiB, wasting
 # 1 MiB on average; SGLang's "mem usage" after loading is a free-memory delta that includes it.
 ROUNDING_BYTES_PER_TENSOR = 1 * MIB
 KV_DTYPE_FLAG = {"fp8": "fp8_e4m3", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2"}
+# SOURCE: ServerArgs.mamba_full_memory_ratio default: the state pool gets r / (1 + r) of rest.
+MAMBA_FULL_MEMORY_RATIO = 0.9
+# SOURCE: kv_cache_configurator.py MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO: state slots per
+# running request (radix cache on, mamba_scheduler_strategy "no_buffer"; 1 with the radix cache
+# disabled).
+MAMBA_SLOTS_PER_REQUEST = 3
+# SOURCE: configs/mamba_utils.py mamba2_state_dtype: conv state bfloat16 (SGLANG_MAMBA_CONV_DTYPE
+# unset), SSM state float32 unless --mamba-ssm-dtype / config mamba_ssm_dtype says otherwise.
+MAMBA_CONV_DTYPE = "bf16"
+MAMBA_SSM_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +188,26 @@ def weight_tensors(shard: StageShard, spec: ModelSpec) -> int:
         shard.has_head and not spec.tie_word_embeddings)
 
 
+def mamba_cache_per_req(spec: ModelSpec, layers: range, tp: int, ssm_dtype: str) -> int:
+    """State bytes of one request slot on one stage and TP rank: Σ over its Mamba/GDN layers of
+    conv (bf16) + SSM (``ssm_dtype``) state (mamba_utils.py BaseLinearStateParams
+    .mamba_cache_per_req; shapes as ``kv.mamba_state_elems``, TP-split like vLLM)."""
+    return sum(linear_state_bytes(la.attention, MAMBA_CONV_DTYPE, tp, ssm_dtype)
+               for la in spec.layers if la.index in layers and has_state(la.attention))
+
+
+def mamba_pool(rest: int, per_req: int, ratio: float, max_size: int | None) -> tuple[int, int]:
+    """(max_mamba_cache_size K, pool bytes) out of ``rest`` bytes (_handle_max_mamba_cache, no
+    speculative decoding): budget = rest x r / (1 + r); K = (budget - per_req) // per_req, or
+    --max-mamba-cache-size; the pool holds K + 1 slots (one padding slot)."""
+    if max_size is not None:
+        k = int(max_size)
+    else:
+        budget = rest * ratio / (1 + ratio)
+        k = int((budget - per_req) // per_req) if per_req else 0
+    return k, (k + 1) * per_req if k > 0 else 0
+
+
 class SglangEngine:
     name = "sglang"
     tensor_parallel = True
@@ -202,6 +237,18 @@ class SglangEngine:
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v == 0):
                 raise InputError("--" + key.replace("_", "-"), f"must be a non-zero integer, got "
                                  f"{v!r}", "omit it for SGLang's default")
+        ssm = opts.get("mamba_ssm_dtype")
+        if ssm is not None and ssm not in MAMBA_SSM_DTYPES:
+            raise InputError("--mamba-ssm-dtype", f"SGLang has no {ssm!r} mamba SSM dtype",
+                             "use float32, bfloat16 or float16")
+        ratio = opts.get("mamba_full_memory_ratio")
+        if ratio is not None and not (isinstance(ratio, int | float) and ratio > 0):
+            raise InputError("--mamba-full-memory-ratio", f"must be > 0, got {ratio!r}",
+                             "omit it for SGLang's default 0.9")
+        size = opts.get("max_mamba_cache_size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise InputError("--max-mamba-cache-size", f"must be a positive integer, got {size!r}",
+                             "omit it for SGLang's default")
         return dict(opts)
 
     def estimate(self, setup: Setup) -> EngineResult:
@@ -241,7 +288,18 @@ class SglangEngine:
         cmd = " ".join([cmd, *multimodal.sglang_flags(spec, opts, multimodal.has_towers(qm))])
         failure = fix = None
         pools: list[KvPool] = []
-        if rests[worst] <= 0:
+        mamba_k, mamba_bytes = self._mamba(setup, opts, rests, figures)
+        if mamba_bytes:
+            rests = [r - b for r, b in zip(rests, mamba_bytes, strict=True)]
+            worst = min(range(len(rests)), key=lambda i: rests[i])
+            if mamba_k <= 0 and rests[worst] + mamba_bytes[worst] > 0:
+                failure = ("Not enough GPU memory for hybrid (mamba/linear-attention) state "
+                           f"cache (SGLang RuntimeError at startup; max_mamba_cache_size="
+                           f"{mamba_k})")
+                fix = "raise --mem-fraction-static, lower --max-running-requests, or more GPUs"
+        if failure is not None:
+            tokens = 0
+        elif rests[worst] <= 0:
             failure, fix = self._no_room(frac, figures["min_viable_mem_fraction_static"], par.tp,
                                          weights[worst] * par.tp, pre)
             tokens = 0
@@ -259,6 +317,8 @@ class SglangEngine:
         pools = [size_pool(spec, s.layers, wl.kv_dtype, par.tp, max(tokens, 0), ratio)
                  for s in setup.shards]
         reqs = self._max_running_requests(tokens, ctx_len, opts)
+        if mamba_bytes:
+            reqs = min(reqs, max(0, mamba_k) // MAMBA_SLOTS_PER_REQUEST)
         figures.update({"kv_pool_tokens": tokens, "kv_cache_tokens": tokens,
                         "kv_cache_bytes": max(p.k_bytes + p.v_bytes + p.swa_bytes for p in pools),
                         "kv_cell_bytes_per_token": max(p.cell_bytes for p in pools),
@@ -266,7 +326,7 @@ class SglangEngine:
         if any(p.swa_tokens for p in pools):
             figures.update({"full_pool_tokens": tokens, "swa_pool_tokens": pools[0].swa_tokens})
         devices, runtime = self._devices(setup, pools, weights, pre, frac, chunk, max_bs, reqs,
-                                         ctx_len, nccl, total)
+                                         ctx_len, nccl, total, mamba_bytes)
         headroom = pre - int(frac * pre)
         figures.update({"headroom_bytes": headroom, "runtime_estimate_bytes": runtime,
                         "cuda_graph_bytes": next(c.bytes for c in devices[0].components
@@ -303,7 +363,8 @@ class SglangEngine:
 
     def _devices(self, setup: Setup, pools: list[KvPool], weights: list[int], pre: int,
                  frac: float, chunk: int, max_bs: int, reqs: int, ctx_len: int, nccl: int,
-                 total: int) -> tuple[list[DeviceEstimate], int]:
+                 total: int, mamba_bytes: list[int] | None = None
+                 ) -> tuple[list[DeviceEstimate], int]:
         spec, par = setup.model.inventory.spec, setup.parallel
         act = activation_peak_bytes(spec, chunk if chunk > 0 else 16384, max_bs, par.tp)
         graph_mib = 2 * max_bs + (prefill_graph_sizes(chunk) * 8 if self.profile.prefill_graph_reserve
@@ -312,17 +373,21 @@ class SglangEngine:
         req_pool = (reqs + 1) * (ctx_len + 4) * 4
         runtime = act + graphs + req_pool + METADATA_MIB * MIB
         devices = []
-        for shard, pool, w in zip(setup.shards, pools, weights, strict=True):
+        mamba = mamba_bytes or [0] * len(pools)
+        for shard, pool, w, mb in zip(setup.shards, pools, weights, mamba, strict=True):
             kids: tuple[Component, ...] = (
                 (Component("KV", pool.k_bytes, f"{pool.tokens} tokens x latent"),) if pool.mla
                 else (Component("K", pool.k_bytes), Component("V", pool.v_bytes)))
             if pool.swa_tokens:
                 kids += (Component("SWA K+V", pool.swa_bytes, f"{pool.swa_tokens} tokens"),)
+            if mb:
+                kids += (Component("mamba state", mb, "(max_mamba_cache_size + 1) x "
+                                   "mamba_cache_per_req", SRC_MAMBA),)
             comps = [
                 Component("weights", w, f"layers {shard.layers.start}-{shard.layers.stop - 1} "
                           f"({fmt_bytes(shard.weights_bytes)}) + allocator rounding",
                           "vramplan.placement; Load weight end ... mem usage", "weights"),
-                Component("kv_cache", pool.k_bytes + pool.v_bytes + pool.swa_bytes,
+                Component("kv_cache", pool.k_bytes + pool.v_bytes + pool.swa_bytes + mb,
                           f"#tokens {pool.tokens} x {pool.cell_bytes} B/token: rest = "
                           f"{frac} x {fmt_bytes(pre)} - weights", SRC_POOL + "; " + SRC_CELL,
                           "kv_cache", kids),
@@ -348,6 +413,28 @@ class SglangEngine:
         return devices, runtime
 
     @staticmethod
+    def _mamba(setup: Setup, opts: dict[str, Any], rests: list[int],
+               figures: dict[str, Any]) -> tuple[int, list[int]]:
+        """The hybrid state pool per stage (``mamba_pool``); (K, bytes per stage), ([], 0) when
+        the model keeps no recurrent state."""
+        spec, par = setup.model.inventory.spec, setup.parallel
+        if not any(has_state(la.attention) for la in spec.layers):
+            return 0, []
+        ssm = MAMBA_SSM_DTYPES[str(opts.get("mamba_ssm_dtype") or "float32")]
+        ratio = float(opts.get("mamba_full_memory_ratio") or MAMBA_FULL_MEMORY_RATIO)
+        per_req = max(mamba_cache_per_req(spec, s.layers, par.tp, ssm) for s in setup.shards)
+        user = opts.get("max_mamba_cache_size")
+        sizes = [mamba_pool(max(r, 0), per_req, ratio, user) for r in rests]
+        k = min(sz[0] for sz in sizes)
+        figures.update({
+            "mamba_cache_per_req_bytes": per_req, "max_mamba_cache_size": k,
+            "mamba_pool_bytes": max(sz[1] for sz in sizes),
+            "mamba_state_dtypes": [MAMBA_CONV_DTYPE, ssm],
+            "state_bytes_per_sequence": mamba_cache_per_req(spec, range(spec.num_layers), 1,
+                                                             ssm)})
+        return k, [sz[1] for sz in sizes]
+
+    @staticmethod
     def _no_room(frac: float, min_viable: float, tp: int, weights_all_ranks: int,
                  pre: int) -> tuple[str, str]:
         """Restates kv_cache_configurator.py's ValueError; fix: a viable fraction (< 0.95) or the
@@ -366,7 +453,8 @@ class SglangEngine:
     @staticmethod
     def _notes(spec: ModelSpec, tokens: int, ctx_len: int, batch: int) -> list[str]:
         notes = []
-        if any(la.attention.kind == "linear" for la in spec.layers):
+        if any(la.attention.kind == "linear" and not has_state(la.attention)
+           for la in spec.layers):
             notes.append("linear-attention state pool (mamba cache) not modelled: the KV pool is "
                          "sized as if the whole budget went to attention layers")
         if 0 < tokens < ctx_len * batch:
@@ -387,7 +475,8 @@ class SglangEngine:
         if kv_dtype in KV_DTYPE_FLAG:
             parts.append(f"--kv-cache-dtype {KV_DTYPE_FLAG[kv_dtype]}")
         for key in ("chunked_prefill_size", "cuda_graph_max_bs", "max_total_tokens",
-                    "max_running_requests", "page_size"):
+                    "max_running_requests", "page_size", "mamba_ssm_dtype",
+                    "mamba_full_memory_ratio", "max_mamba_cache_size"):
             if opts.get(key) is not None:
                 parts.append(f"--{key.replace('_', '-')} {opts[key]}")
         return " ".join(parts)

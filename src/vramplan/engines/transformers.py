@@ -39,7 +39,7 @@ from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.engines.generic import CUDA_CONTEXT_BYTES
 from vramplan.engines.multimodal import transformers_auto_class as auto_cls
 from vramplan.errors import InputError
-from vramplan.kv import linear_state_bytes
+from vramplan.kv import has_state, linear_state_bytes, mamba_state_elems
 from vramplan.model.spec import AttentionSpec, LayerSpec, ModelSpec
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.result import Component, DeviceEstimate
@@ -150,15 +150,35 @@ def cache_bytes_per_token(a: AttentionSpec, d: int) -> int:
     return a.num_kv_heads * (a.head_dim + a.v_head_dim) * d
 
 
+def hf_state_bytes(a: AttentionSpec, d: int) -> int:
+    """Recurrent state one sequence keeps in one layer of transformers' cache.
+
+    Mamba / short conv (cache_utils.py LinearAttentionLayer.lazy_initialization, v5.25.0): the
+    conv state keeps the full ``conv_kernel`` columns (not kernel - 1) x conv channels in the
+    activation dtype; the SSM state is a copy of the kernel's final state. ASSUMPTION: fp32
+    for Mamba-2 (the chunked scan runs in float, modeling_nemotron_h.py torch path), the model
+    dtype for Mamba-1 (modeling_jamba.py slow path builds it in the input dtype). Gated
+    DeltaNet: ``kv.linear_state_bytes`` in the model dtype. 0 for layers without state.
+    """
+    if a.mamba is not None:
+        conv, ssm = mamba_state_elems(a.mamba)
+        conv_full = conv // max(1, a.mamba.conv_kernel - 1) * a.mamba.conv_kernel
+        return conv_full * d + ssm * (4 if a.mamba.kind == "mamba2" else d)
+    if a.linear is not None:
+        return linear_state_bytes(a, "bf16" if d == 2 else "fp32")
+    return 0
+
+
 def layer_cache(layer: LayerSpec, tokens: int, batch: int, d: int, cap: bool) -> int:
     a = layer.attention
-    if a.kind == "linear":
-        return linear_state_bytes(a, "bf16" if d == 2 else "fp32") * batch
+    state = hf_state_bytes(a, d) * batch if has_state(a) else 0
+    if a.kind in ("linear", "none"):
+        return state
     if a.kind == "cross":  # MllamaCrossAttention caches the encoder tokens' K/V
         return cache_bytes_per_token(a, d) * a.encoder_tokens * batch
     t = min(tokens, a.window_tokens - 1) if cap and a.window_tokens and a.kind in (
         "sliding", "chunked") else tokens
-    return cache_bytes_per_token(a, d) * t * batch
+    return cache_bytes_per_token(a, d) * t * batch + state
 
 
 def layer_transient(spec: ModelSpec, layer: LayerSpec, b: int, t: int, d: int, attn: str,
@@ -173,6 +193,12 @@ def layer_transient(spec: ModelSpec, layer: LayerSpec, b: int, t: int, d: int, a
         attn_b += b * t * heads * (qk + a.v_head_dim) * d
     if attn == "eager":
         attn_b += b * heads * t * t * (d + 4)
+    if a.kind == "none":  # Nemotron-H MLP/MoE-only block
+        attn_b = 0
+    elif a.kind == "linear" and a.mamba is not None:
+        # ASSUMPTION: in_proj output (z, xBC, dt) and the conv output live together
+        mb = a.mamba
+        attn_b = 2 * b * t * (2 * mb.d_inner + 2 * mb.n_groups * mb.d_state + mb.num_heads) * d
     if m.kind == "moe":
         share = min(1.0, 2 * m.top_k / max(m.num_experts, 1))  # ASSUMPTION: 2x routing imbalance
         width = int(share * m.expert_intermediate_size) + m.shared_intermediate_size
@@ -318,6 +344,8 @@ class TransformersEngine:
             per.setdefault(dev, []).append(k)
             layers[dev] = layers.get(dev, 0) + (".layers." in k)
         peak = max(peaks)
+        d = 4 if spec.torch_dtype == "float32" else 2
+        state = sum(hf_state_bytes(la.attention, d) for la in spec.layers)
         return {
             "device_map": {dev: _compact(names, spec.prefix) for dev, names in per.items()},
             "layers_per_device": layers,
@@ -328,6 +356,7 @@ class TransformersEngine:
             "weights_bytes": sum(d.weights_bytes for d in devices),
             "max_memory_bytes": {f"cuda:{i}": b for i, b in enumerate(budgets)},
             "attn_implementation": attn, "prompt_tokens": prompt,
+            **({"state_bytes_per_sequence": state} if state else {}),
         }
 
     @staticmethod

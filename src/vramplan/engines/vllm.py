@@ -30,7 +30,14 @@ from vramplan.engines import multimodal
 from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.errors import InputError
 from vramplan.host_ram import PROCESS_BASELINE_BYTES, vllm_host_ram
-from vramplan.kv import layer_bytes_per_token, linear_state_bytes
+from vramplan.kv import (
+    has_state,
+    layer_bytes_per_token,
+    linear_state_bytes,
+    shares_kv,
+    state_bytes_per_sequence,
+    state_dtypes,
+)
 from vramplan.model.spec import ModelSpec
 from vramplan.result import Component, DeviceEstimate
 from vramplan.units import GIB, MIB
@@ -206,6 +213,12 @@ def forward_peak_bytes(spec: ModelSpec, tokens: int, tp: int, act_bytes: int) ->
             lin = a.linear
             attn = 2 * (2 * lin.num_key_heads * lin.key_head_dim +
                         2 * lin.num_value_heads * lin.value_head_dim) // tp
+        elif a.kind == "linear" and a.mamba is not None:
+            # ASSUMPTION: in_proj output (z, xBC, dt) and the conv output live together
+            mb = a.mamba
+            attn = 2 * (2 * mb.d_inner + 2 * mb.n_groups * mb.d_state + mb.num_heads) // tp
+        elif a.kind == "none":
+            attn = 0
         else:
             kv = max(1, a.num_kv_heads // tp)
             attn = heads * a.head_dim + 2 * kv * a.head_dim + heads * a.v_head_dim
@@ -241,35 +254,42 @@ class LayerKv:
 
 
 def layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
-                   block: int) -> tuple[list[LayerKv], int]:
-    """Cached per (spec, stage, dtype, tp, block): see ``_layer_kv_specs``."""
-    specs, used = _layer_kv_specs(spec, layers, kv_dtype, tp, block)
+                   block: int, conv_dtype: str | None = None,
+                   ssm_dtype: str | None = None) -> tuple[list[LayerKv], int]:
+    """Cached per (spec, stage, dtype, tp, block, state dtypes): see ``_layer_kv_specs``.
+    The state dtypes default to ``kv.state_dtypes(spec)`` (vLLM's "auto")."""
+    if conv_dtype is None or ssm_dtype is None:
+        conv_dtype, ssm_dtype = state_dtypes(spec)
+    specs, used = _layer_kv_specs(spec, layers, kv_dtype, tp, block, conv_dtype, ssm_dtype)
     return list(specs), used
 
 
 @lru_cache(maxsize=512)
 def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
-                    block: int) -> tuple[tuple[LayerKv, ...], int]:
+                    block: int, conv_dtype: str, ssm_dtype: str
+                    ) -> tuple[tuple[LayerKv, ...], int]:
     """Per-layer KV spec of one pipeline stage and the block size actually used.
 
     Mamba/linear-attention hybrids raise the attention block to 16 x cdiv(state, 16 x
     attention page per token) and pad the state to that page (model_executor/models/config.py
-    HybridAttentionMambaModelConfig)."""
-    # a layer without a mixer (DeciLM no-op attention, Nemotron-H MLP layers), or reading
-    # another layer's cache (kv_sharing_target_layer_name), has no KV spec
-    sel = [lay.attention for lay in spec.layers
-           if lay.index in layers and lay.attention.kv_shared_with is None
-           and lay.attention.kind != "none"]
-    states = [linear_state_bytes(a, kv_dtype, tp) for a in sel if a.kind == "linear"]
+    HybridAttentionMambaModelConfig, prefix caching off). A layer's state is its MambaSpec
+    page (conv state in ``conv_dtype`` + SSM state in ``ssm_dtype``, v1/kv_cache_interface.py
+    MambaSpec.page_size_bytes); layers without a mixer (kind "none") register no cache; a
+    Falcon-H1 layer registers both an attention and a mamba cache."""
+    # a layer reading another layer's cache (kv_sharing_target_layer_name) has no KV spec
+    sel = [lay.attention for lay in spec.layers if lay.index in layers
+           and not shares_kv(lay.attention)]
+    states = [linear_state_bytes(a, conv_dtype, tp, ssm_dtype) for a in sel if has_state(a)]
     per_tok = [layer_bytes_per_token(a, kv_dtype, tp) for a in sel if a.has_kv]
     if states and per_tok:
         need = 16 * math.ceil(max(states) / (16 * per_tok[0]))
         block = max(block, need)
     out: list[LayerKv] = []
     for a in sel:
-        if a.kind == "linear":
-            page = block * per_tok[0] if per_tok else linear_state_bytes(a, kv_dtype, tp)
-            out.append(LayerKv("mamba", page))
+        if has_state(a):
+            state = linear_state_bytes(a, conv_dtype, tp, ssm_dtype)
+            out.append(LayerKv("mamba", block * per_tok[0] if per_tok else state))
+        if a.kind in ("linear", "none"):
             continue
         page = block * layer_bytes_per_token(a, kv_dtype, tp)
         kind = "mla" if a.kind == "mla" else a.kind
@@ -452,9 +472,23 @@ class VllmEngine:
             graph = n * (len(shard.layers) + 1) * GRAPH_BYTES_PER_SEGMENT
         budget = int(setup.gpu.memory_reported_bytes * float(st["util"]))
         avail = budget - w - act - non_torch - (graph if prof.graph_estimate_applied else 0)
+        conv_dt, ssm_dt = self._state_dtypes(setup)
         specs, block = layer_kv_specs(spec, shard.layers, setup.workload.kv_dtype,
-                                      par.tp, int(st["block"]))
+                                      par.tp, int(st["block"]), conv_dt, ssm_dt)
         return StagePlan(w, act, non_torch, graph, avail, specs, block)
+
+    @staticmethod
+    def _state_dtypes(setup: Setup) -> tuple[str, str]:
+        """(conv, SSM) state dtypes from --mamba-cache-dtype / --mamba-ssm-cache-dtype
+        (CacheConfig, default "auto"; ``kv.state_dtypes``)."""
+        spec = setup.model.inventory.spec
+        conv = str(_opt(setup, "mamba_cache_dtype") or "auto")
+        ssm = str(_opt(setup, "mamba_ssm_cache_dtype") or "auto")
+        for flag, val in (("--mamba-cache-dtype", conv), ("--mamba-ssm-cache-dtype", ssm)):
+            if val not in ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"):
+                raise InputError(flag, f"vLLM has no {val!r} mamba state dtype",
+                                 "use auto, float32, float16 or bfloat16")
+        return state_dtypes(spec, conv, ssm)
 
     # -- the estimate ------------------------------------------------------------------------
     def estimate(self, setup: Setup) -> EngineResult:
@@ -532,6 +566,15 @@ class VllmEngine:
         figures["kv_bytes_per_request"] = max(
             (needed_bytes(s.specs, mml, tokens_batched, s.block) for s in stages), default=0)
         figures["unreserved_bytes"] = total - budget
+        conv_dt, ssm_dt = self._state_dtypes(setup)
+        state = state_bytes_per_sequence(spec, conv_dt, ssm_dt)
+        if state:
+            # one copy of the recurrent state (no TP split) at vLLM's state dtypes; each state
+            # layer holds one page per request, padded to the attention page
+            figures["state_bytes_per_sequence"] = state
+            figures["mamba_state_dtypes"] = [conv_dt, ssm_dt]
+            figures["mamba_page_bytes"] = next(
+                (s.page_bytes for s in tight.specs if s.kind == "mamba"), 0)
         figures["host_ram"] = hr.as_dict()
         if mm_figs := multimodal.vllm_stage(setup, st, 0).figures:
             figures["multimodal"] = mm_figs
@@ -631,6 +674,14 @@ class VllmEngine:
                "non-torch memory and CUDA context are medians of measured runs (ASSUMPTION)"]
         if st["eager"]:
             out.append("--enforce-eager: no CUDA graphs")
+        if any(sp.kind == "mamba" for s in stages for sp in s.specs):
+            out.append(f"hybrid Mamba/linear-attention model: prefix caching off (the hybrid "
+                       f"default since PR #23716), so the attention block is raised to "
+                       f"{max(s.block for s in stages)} tokens and each state layer holds one "
+                       "state page per request, padded to the attention page. ASSUMPTION: "
+                       "builds with PR #50991 (Aug 2026) turn prefix caching on for hybrids "
+                       "(mamba_cache_mode align: chunk-aligned blocks, more state pages) - "
+                       "not modelled")
         return tuple(out)
 
     def _command(self, setup: Setup, st: dict[str, int | float | bool]) -> str:
@@ -648,7 +699,9 @@ class VllmEngine:
             parts.append(f"--kv-cache-dtype {wl.kv_dtype}")
         for flag, name in (("--max-num-seqs", "max_num_seqs"),
                            ("--max-num-batched-tokens", "max_num_batched_tokens"),
-                           ("--block-size", "block_size"), ("--cpu-offload-gb", "cpu_offload_gb")):
+                           ("--block-size", "block_size"), ("--cpu-offload-gb", "cpu_offload_gb"),
+                           ("--mamba-cache-dtype", "mamba_cache_dtype"),
+                           ("--mamba-ssm-cache-dtype", "mamba_ssm_cache_dtype")):
             if _opt(setup, name) is not None:
                 parts.append(f"{flag} {_opt(setup, name)}")
         if st["eager"]:

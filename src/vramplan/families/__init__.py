@@ -36,6 +36,11 @@ FAMILY_MODULES: dict[str, str] = {
     "internvl": "vramplan.families.internvl",
 
     # -- hybrid --
+    "nemotron_h": "vramplan.families.hybrid",
+    "jamba": "vramplan.families.hybrid",
+    "granitemoehybrid": "vramplan.families.hybrid",
+    "falcon_h1": "vramplan.families.hybrid",
+    "lfm2": "vramplan.families.hybrid",
 
     # -- moe_mla --
     "deepseek_v32": "vramplan.families.deepseek_v32",
@@ -80,6 +85,11 @@ MODEL_TYPES: dict[str, str] = {
     "qwen3_5_moe_text": "qwen_vl", "internvl": "internvl",
 
     # -- hybrid --
+    "nemotron_h": "nemotron_h",
+    "jamba": "jamba",
+    "granitemoehybrid": "granitemoehybrid",
+    "falcon_h1": "falcon_h1",
+    "lfm2": "lfm2",
 
     # -- moe_mla --
     "deepseek_v32": "deepseek_v32",
@@ -126,6 +136,11 @@ ARCHITECTURES: dict[str, str] = {
     "Qwen3_5MoeForCausalLM": "qwen_vl", "InternVLForConditionalGeneration": "internvl",
 
     # -- hybrid --
+    "NemotronHForCausalLM": "nemotron_h",
+    "JambaForCausalLM": "jamba",
+    "GraniteMoeHybridForCausalLM": "granitemoehybrid",
+    "FalconH1ForCausalLM": "falcon_h1",
+    "Lfm2ForCausalLM": "lfm2",
 
     # -- moe_mla --
     "DeepseekV32ForCausalLM": "deepseek_v32",

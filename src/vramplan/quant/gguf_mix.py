@@ -417,7 +417,28 @@ _HF_ARCH = {
     # Qwen-VL text models (families/qwen_vl.py): plain Qwen2 / Qwen3 decoder tensor names
     "qwen2_vl": "QWEN2VL", "qwen2_5_vl": "QWEN2VL", "qwen3_vl_text": "QWEN3VL",
     "qwen3_vl_moe_text": "QWEN3VLMOE",
+    # -- hybrid --
+    "nemotron_h": "NEMOTRON_H_MOE", "jamba": "JAMBA", "granitemoehybrid": "GRANITE_HYBRID",
+    "falcon_h1": "FALCON_H1", "lfm2": "LFM2",
 }
+# Renames convert_hf_to_gguf.py makes before its name table, as regex swaps on the HF name
+# (Mamba2Model / NemotronHModel / GraniteHybridModel.modify_tensors): a Mamba-2 dt_bias is stored
+# as ssm_dt.bias; Nemotron-H's per-expert up/down merge into ffn_{up,down}_exps; granite's stacked
+# input_linear [E, 2I, H] and shared_mlp.input_linear split into gate and up halves.
+_HF_RENAMES: dict[str, tuple[tuple[str, str], ...]] = {
+    "nemotron_h": ((r"\.mixer\.dt_bias$", ".mixer.dt_proj.bias"),
+                   (r"^backbone\.layers\.(\d+)\.mixer\.experts\.", r"model.layers.\1.mlp.experts.")),
+    "granitemoehybrid": ((r"\.mamba\.dt_bias$", ".mamba.dt_proj.bias"),
+                         (r"\.block_sparse_moe\.input_linear\.", ".mlp.experts.gate_up_proj."),
+                         (r"\.shared_mlp\.input_linear\.", ".mlp.shared_expert.gate_up_proj.")),
+    "falcon_h1": ((r"\.mamba\.dt_bias$", ".mamba.dt_proj.bias"),),
+}
+
+
+def _hf_rename(hf_name: str, model_type: str) -> str:
+    for a, b in _HF_RENAMES.get(model_type, ()):
+        hf_name = re.sub(a, b, hf_name)
+    return hf_name
 _EXPERT_RE = re.compile(r"\.experts\.(\d+)\.")
 _BLOCK_NUM_RE = re.compile(r"\.(\d+)\.")
 _NAME_MAPS: dict[str, gguf.TensorNameMap] = {}
@@ -460,9 +481,13 @@ def hf_to_gguf_name(hf_name: str, model_type: str = "llama") -> str | None:
     """
     if hf_name.endswith(".rotary_emb.inv_freq"):
         return None
-    template, block, _ = _split_hf(hf_name)
+    template, block, _ = _split_hf(_hf_rename(hf_name, model_type))
     nmap = _name_map(model_type)
     name = nmap.get_name(template, try_suffixes=(".weight", ".bias"))
+    if name is None and model_type in _HF_RENAMES and "gate_up_proj" in template:
+        # a fused gate+up the converter splits: it maps when its gate half does
+        name = nmap.get_name(template.replace("gate_up_proj", "gate_proj"),
+                             try_suffixes=(".weight", ".bias"))
     if name is None:
         return None
     if block is not None:
@@ -495,6 +520,7 @@ def hf_to_gguf_shapes(
     experts: dict[str, dict[int, tuple[int, ...]]] = {}
     for hf_name, shape in hf_shapes.items():
         dims = tuple(int(d) for d in shape)
+        hf_name = _hf_rename(hf_name, model_type)
         if hf_name.endswith("_scales") and ".experts." in hf_name:
             continue
         name_in = hf_name
