@@ -53,7 +53,7 @@ def test_info_models_gpus(run_cli) -> None:  # type: ignore[no-untyped-def]
     ("estimate", "qwen3-8b", "--quant", "q17"),
     ("estimate", "qwen3-8b", "--gpus", "3"),
     ("estimate", "qwen3-8b", "--kv-dtype", "int3"),
-    ("estimate", "qwen3-235b", "--offline"),
+    ("estimate", "qwen3-235b-a23b", "--offline"),
     ("estimate", "qwen3-8b", "--no-such-flag"),
 ])
 def test_bad_input_one_line_exit_2(run_cli, args) -> None:  # type: ignore[no-untyped-def]
@@ -63,7 +63,7 @@ def test_bad_input_one_line_exit_2(run_cli, args) -> None:  # type: ignore[no-un
 
 
 def test_unknown_model_suggests(run_cli) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = run_cli("estimate", "qwen3-235b", "--offline")
+    code, _, err = run_cli("estimate", "qwen3-235b-a23b", "--offline")
     assert code == 2 and "did you mean" in err and "Qwen/Qwen3-235B-A22B" in err
     assert len(err.strip().splitlines()) == 1
 
