@@ -202,15 +202,20 @@ def test_kv_nemotron_per_block_heads() -> None:
     assert {x.page_bytes for x in specs} == {16 * 4096}
 
 
-def test_kv_v4_window_only_and_noted() -> None:
-    """Every V4 layer keeps a 128-token window of one shared K=V head of 512: 43 x 512 x 2 B =
-    44,032 B per token up to 128 tokens (5,636,096 B per sequence), nothing beyond; the
-    compressed caches (21 CSA x (512 + 128) / 4 + 20 HCA x 512 / 128 = 3440 values = 6880 B
-    per token at bf16) are stated in the notes, not hidden."""
+def test_kv_v4_window_plus_compressed_entries() -> None:
+    """Every V4 layer keeps a 128-token window of one shared K=V head of 512: 43 x 512 x 2 B x
+    128 = 5,636,096 B per sequence. The 21 CSA layers add one entry of 512 + 128 (indexer)
+    values per 4 tokens, the 20 HCA layers one of 512 per 128 tokens: 21 x 640 x 2 / 4 +
+    20 x 512 x 2 / 128 = 6,720 + 160 = 6,880 B per context token at bf16 (transformers 5.25.0
+    DeepseekV4CSACache / DeepseekV4HCACache). At 1,000,000 tokens: ceil(10^6/4) = 250,000 CSA
+    entries x 1,280 B x 21 + ceil(10^6/128) = 7,813 HCA entries x 1,024 B x 20."""
     s = spec(V4)
     summ = kv.summarize(s, "bf16")
-    assert summ.bytes_per_token == 0
+    assert summ.bytes_per_token == 6_880
     assert summ.window_bytes_per_sequence == 43 * 1024 * 128
+    total = kv.kv_cache_bytes(s, 1_000_000, 1, "bf16")
+    assert total == 5_636_096 + 250_000 * 1_280 * 21 + 7_813 * 1_024 * 20
+    assert kv.kv_cache_bytes(s, 2_000_000, 1, "bf16") > total  # grows with the context
     assert any("6880 B per context token" in n for n in s.notes)
     assert any("expert_dtype fp4" in n for n in s.notes)
 

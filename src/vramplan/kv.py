@@ -258,6 +258,9 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
             state_b += b * a.encoder_tokens
             continue
         per_tok_all += b
+        comp = compressed_bytes_per_token(a, kv_dtype)  # DeepSeek-V4: grows with the context
+        per_tok += comp
+        per_tok_all += comp
         if a.kind in ("sliding", "chunked"):
             windowed += 1
             window_b += b * (a.window_tokens or 0)
@@ -265,6 +268,34 @@ def summarize(spec: ModelSpec, kv_dtype: str, tp: int = 1) -> KvSummary:
             full += 1
             per_tok += b
     return KvSummary(kv_dtype, per_tok, per_tok_all, window_b, state_b, full, windowed, linear)
+
+
+def compressed_entry_bytes(attn: AttentionSpec, kv_dtype: str) -> int:
+    """Bytes of one compressed entry of a DeepSeek-V4 layer: ``compressed_dim`` values at the KV
+    dtype (0 without a compressor). A layer holds ceil(context / compress_rate) of them.
+
+    SOURCE: transformers 5.25.0 models/deepseek_v4/modeling_deepseek_v4.py DeepseekV4HCACache /
+    DeepseekV4CSACache (``compressed_kv["compressor"]`` one head_dim entry per compress_rate
+    source tokens; CSA adds ``compressed_kv["indexer"]`` at index_head_dim). ASSUMPTION: the
+    serving engines keep the same entries (replicated on every TP rank, like MLA).
+    """
+    if not attn.compress_rate or not attn.compressed_dim:
+        return 0
+    return row_bytes(attn.compressed_dim, kv_dtype)
+
+
+def compressed_bytes(attn: AttentionSpec, kv_dtype: str, context_tokens: int) -> int:
+    """ceil(context / compress_rate) x ``compressed_entry_bytes`` for one sequence."""
+    if not attn.compress_rate:
+        return 0
+    return -(-context_tokens // attn.compress_rate) * compressed_entry_bytes(attn, kv_dtype)
+
+
+def compressed_bytes_per_token(attn: AttentionSpec, kv_dtype: str) -> int:
+    """The compressed cache's growth per context token, rounded down (for per-token figures)."""
+    if not attn.compress_rate:
+        return 0
+    return compressed_entry_bytes(attn, kv_dtype) // attn.compress_rate
 
 
 @lru_cache(maxsize=512)
@@ -297,4 +328,7 @@ def kv_cache_bytes(spec: ModelSpec, context_tokens: int, sequences: int, kv_dtyp
             continue
         tokens = min(context_tokens, cap) if cap else context_tokens
         total += (per_tok * tokens + state) * sequences
+    for layer in spec.layers:  # DeepSeek-V4 compressed entries grow with the whole context
+        if layer.attention.compress_rate and (layers is None or layer.index in layers):
+            total += compressed_bytes(layer.attention, kv_dtype, context_tokens) * sequences
     return total

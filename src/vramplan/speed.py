@@ -35,7 +35,13 @@ from vramplan.hardware.host import (
     pcie_bytes_per_s,
     typical_host,
 )
-from vramplan.kv import has_state, layer_bytes_per_token, linear_state_bytes, state_dtypes
+from vramplan.kv import (
+    compressed_bytes_per_token,
+    has_state,
+    layer_bytes_per_token,
+    linear_state_bytes,
+    state_dtypes,
+)
 from vramplan.model.spec import ModelSpec
 from vramplan.placement import Parallelism
 from vramplan.plan.offload import Residence, WeightSplit, split_cached
@@ -160,6 +166,8 @@ def _sums(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, tp: int) -> _
             continue
         w = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else None
         kv[w] = kv.get(w, 0) + layer_bytes_per_token(a, kv_dtype, tp)
+        if a.compress_rate:  # DeepSeek-V4 compressed entries are read over the whole context
+            kv[None] = kv.get(None, 0) + compressed_bytes_per_token(a, kv_dtype)
         dk = a.kv_lora_rank + a.qk_rope_head_dim if a.kind == "mla" else a.head_dim
         dv = a.kv_lora_rank if a.kind == "mla" else a.v_head_dim
         width[w] = width.get(w, 0.0) + (a.num_heads / tp) * (dk + dv)

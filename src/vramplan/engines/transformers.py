@@ -39,7 +39,7 @@ from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.engines.generic import CUDA_CONTEXT_BYTES
 from vramplan.engines.multimodal import transformers_auto_class as auto_cls
 from vramplan.errors import InputError
-from vramplan.kv import has_state, linear_state_bytes, mamba_state_elems
+from vramplan.kv import compressed_bytes, has_state, linear_state_bytes, mamba_state_elems
 from vramplan.model.spec import AttentionSpec, LayerSpec, ModelSpec
 from vramplan.quant.schemes import QuantizedModel
 from vramplan.result import Component, DeviceEstimate
@@ -178,7 +178,8 @@ def layer_cache(layer: LayerSpec, tokens: int, batch: int, d: int, cap: bool) ->
         return cache_bytes_per_token(a, d) * a.encoder_tokens * batch
     t = min(tokens, a.window_tokens - 1) if cap and a.window_tokens and a.kind in (
         "sliding", "chunked") else tokens
-    return cache_bytes_per_token(a, d) * t * batch + state
+    comp = compressed_bytes(a, "fp32" if d == 4 else "bf16", tokens) * batch  # DeepSeek-V4
+    return cache_bytes_per_token(a, d) * t * batch + state + comp
 
 
 def layer_transient(spec: ModelSpec, layer: LayerSpec, b: int, t: int, d: int, attn: str,

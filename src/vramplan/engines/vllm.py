@@ -31,6 +31,7 @@ from vramplan.engines.base import EngineResult, Setup, register_engine
 from vramplan.errors import InputError
 from vramplan.host_ram import PROCESS_BASELINE_BYTES, vllm_host_ram
 from vramplan.kv import (
+    compressed_bytes_per_token,
     has_state,
     layer_bytes_per_token,
     linear_state_bytes,
@@ -298,6 +299,9 @@ def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
             continue
         out.append(LayerKv(kind, page, a.window_tokens or 0 if kind in ("sliding", "chunked")
                            else 0))
+        if a.compress_rate:  # DeepSeek-V4 compressed entries: a cache growing with the context
+            # ASSUMPTION: one full-attention-like spec of compressed bytes per token
+            out.append(LayerKv("full", block * compressed_bytes_per_token(a, kv_dtype)))
     return tuple(out), block
 
 

@@ -128,17 +128,24 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
                           "experts", "fix it in config.json")
     shared = hc.read_int0(text, "n_shared_experts", 1) * e_inter
 
+    rates = compress_rates(text)
+    index_dim = hc.read_int(text, "index_head_dim", 128)
+
     def layer_fn(t: Mapping[str, Any], i: int) -> LayerSpec:
-        # K = V: one cached vector of head_dim per token (v_head_dim 0), kept for the window
+        # K = V: one cached vector of head_dim per token (v_head_dim 0), kept for the window;
+        # CSA / HCA layers also keep one compressed entry per compress_rate context tokens
+        # (K=V at head_dim, plus the indexer's key at index_head_dim for CSA).
+        rate = rates[CSA] if types[i] == CSA else rates[HCA] if types[i] == HCA else 0
+        cdim = head_dim + (index_dim if types[i] == CSA else 0) if rate else 0
         attn = AttentionSpec(kind="sliding", num_heads=heads, num_kv_heads=1, head_dim=head_dim,
                              v_head_dim=0, window_tokens=window,
-                             q_lora_rank=hc.read_int(t, "q_lora_rank", 1024))
+                             q_lora_rank=hc.read_int(t, "q_lora_rank", 1024),
+                             compress_rate=rate, compressed_dim=cdim)
         mlp = MlpSpec(kind="moe", intermediate_size=0, num_experts=n_exp, top_k=top_k,
                       expert_intermediate_size=e_inter, shared_intermediate_size=shared,
                       score_correction_bias=not hashed[i])
         return LayerSpec(index=i, attention=attn, mlp=mlp)
 
-    rates = compress_rates(text)
     s = hc.generic_spec(cfg, model_id, extra_quant, model_type="deepseek_v4", family="deepseek_v4",
                         layer_fn=layer_fn)
     params: tuple[tuple[str, object], ...] = (
@@ -153,9 +160,11 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
     )
     s = replace(s, family_params=params, prefix="", lm_head_name="head")
     per_tok = compressed_kv_bytes_per_token(s, 2)
-    notes = [f"DeepSeek-V4 compressed attention: KV figures hold each layer's {window}-token "
-             f"sliding window only; the compressed entries and indexer keys add about "
-             f"{per_tok} B per context token at bf16, NOT included in the KV figures"]
+    notes = [f"DeepSeek-V4 compressed attention: each layer keeps a {window}-token window of "
+             f"one K=V head plus, in CSA/HCA layers, one compressed entry per "
+             f"{rates[CSA]}/{rates[HCA]} context tokens ({per_tok} B per context token at "
+             "bf16, indexer keys included); ASSUMPTION: engines store the entries at the KV "
+             "dtype, replicated per TP rank"]
     if str(text.get("expert_dtype", "")).lower() == "fp4":
         notes.append("expert_dtype fp4: the checkpoint's routed experts are MXFP4 (vLLM "
                      "DeepseekV4FP8Config), priced here as the quantization_config says (FP8 "

@@ -87,6 +87,11 @@ class AttentionSpec:
     # Cross-layer KV sharing (Gemma-3n / Gemma-4 num_kv_shared_layers): this layer attends with
     # the K/V cached by layer ``kv_shared_with`` and stores none of its own.
     kv_shared_with: int | None = None
+    # DeepSeek-V4 compressed attention: besides its window, the layer keeps one compressed
+    # entry of ``compressed_dim`` values (K=V, plus indexer keys for CSA) per ``compress_rate``
+    # tokens of the whole context (0: no compressor).
+    compress_rate: int = 0
+    compressed_dim: int = 0
 
     @property
     def has_kv(self) -> bool:
