@@ -290,3 +290,20 @@ def test_more_context_never_needs_less(model: str, a: int, b: int, gpu: str,
     for d in (*x.devices, *y.devices):
         assert d.total_bytes == sum(c.bytes for c in d.components)
         assert all(isinstance(c.bytes, int) and c.bytes >= 0 for c in d.components)
+
+
+def test_page_sizes_unified_gemma4() -> None:
+    """Gemma-4-26B-A4B: sliding layers 8 KV heads x 256 x 2 (K, V) x 2 B = 8,192 B/token, full
+    layers 2 x 512 x 2 x 2 B = 4,096 B/token. vLLM's unify_kv_cache_spec_page_size gives every
+    layer the 16-token page of the sliding layers (131,072 B); a full layer's block then holds
+    32 tokens, so a 32,768-token request holds 1,024 blocks there, not 2,048."""
+    from vramplan.api import load
+    from vramplan.engines.vllm import blocks_per_request, layer_kv_specs
+
+    spec = load("gemma-4-26b").spec
+    specs, block = layer_kv_specs(spec, range(spec.num_layers), "bf16", 1, 16)
+    full = [s for s in specs if s.kind == "full"]
+    assert block == 16 and len(full) == 5
+    assert {s.page_bytes for s in specs} == {131_072}
+    assert {s.block_tokens for s in full} == {32}
+    assert blocks_per_request(full[0], 32_768, 8192, block) == 1024

@@ -252,6 +252,23 @@ class LayerKv:
     kind: str  # full | sliding | chunked | mla | mamba
     page_bytes: int  # one block of one layer
     window: int = 0
+    block_tokens: int = 0  # tokens per block when page unification enlarged it (0: the stage's)
+
+
+def unify_page_sizes(specs: list[LayerKv], block: int) -> list[LayerKv]:
+    """Attention layers with different page sizes (Gemma-4: 8 KV heads x 256 on sliding layers,
+    2 x 512 on full ones) get the largest page: a smaller page's block holds ratio x more
+    tokens (vllm/v1/core/kv_cache_utils.py unify_kv_cache_spec_page_size: block_size x
+    max_page // page; vLLM raises NotImplementedError when the pages do not divide, then the
+    pages are kept as they are here). Mamba pages are already padded to the attention page."""
+    pages = {s.page_bytes for s in specs if s.kind != "mamba" and s.page_bytes}
+    if len(pages) < 2:
+        return specs
+    top = max(pages)
+    if any(top % p for p in pages):
+        return specs
+    return [s if s.kind == "mamba" or not s.page_bytes or s.page_bytes == top else
+            LayerKv(s.kind, top, s.window, block * (top // s.page_bytes)) for s in specs]
 
 
 def layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
@@ -302,7 +319,7 @@ def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
         if a.compress_rate:  # DeepSeek-V4 compressed entries: a cache growing with the context
             # ASSUMPTION: one full-attention-like spec of compressed bytes per token
             out.append(LayerKv("full", block * compressed_bytes_per_token(a, kv_dtype)))
-    return tuple(out), block
+    return tuple(unify_page_sizes(out, block)), block
 
 
 def blocks_per_request(lk: LayerKv, max_len: int, batched: int, block: int) -> int:
@@ -313,6 +330,7 @@ def blocks_per_request(lk: LayerKv, max_len: int, batched: int, block: int) -> i
     CrossAttentionSpec.max_memory_usage_bytes: max_num_encoder_input_tokens)."""
     if lk.kind == "mamba":
         return 1
+    block = lk.block_tokens or block
     if lk.kind == "cross":
         return -(-lk.window // block)
     if lk.kind == "sliding" and lk.window:
@@ -326,9 +344,9 @@ def kv_groups(specs: list[LayerKv]) -> tuple[int, list[LayerKv]]:
     """(group_size, one representative spec per KV cache group): layers of one type are split
     into groups of the smallest type's layer count (kv_cache_utils.py
     _get_kv_cache_groups_uniform_page_size); a uniform model is one group of all layers."""
-    types: dict[tuple[str, int], list[LayerKv]] = {}
+    types: dict[tuple[str, int, int], list[LayerKv]] = {}
     for s in specs:
-        types.setdefault((s.kind, s.window), []).append(s)
+        types.setdefault((s.kind, s.window, s.block_tokens), []).append(s)
     if len(types) == 1:
         return len(specs), [specs[0]]
     size = min(len(v) for v in types.values())
