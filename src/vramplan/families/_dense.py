@@ -11,9 +11,28 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vramplan.inventory import TensorGroup, _vec
-from vramplan.model.spec import LayerSpec, ModelSpec
+from vramplan.model import hf_config
+from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
 
 LayerTensors = Callable[[ModelSpec, str, LayerSpec], list[TensorGroup]]
+
+
+def dense_spec(cfg: Mapping[str, Any], model_id: str, extra_quant: Mapping[str, Any] | None, *,
+               model_type: str, family: str, kinds: list[AttnKind], heads: int, kv_heads: int,
+               head_dim: int, window: int | None, notes: list[str]) -> ModelSpec:
+    """``hf_config.generic_spec`` for a dense decoder whose per-layer attention kinds the family
+    has worked out (sliding / full patterns and their class defaults): every layer gets the
+    same heads and head size and a dense gated MLP of ``intermediate_size``."""
+    n_layers = len(kinds)
+
+    def layer_fn(t: Mapping[str, Any], i: int) -> LayerSpec:
+        attn = hf_config.attention_spec(t, family, kinds[i], heads, kv_heads, head_dim,
+                                        window, None)
+        return LayerSpec(index=i, attention=attn,
+                         mlp=hf_config.core_mlp(t, "llama", model_type, i, n_layers))
+
+    return hf_config.generic_spec(cfg, model_id, extra_quant, model_type=model_type,
+                                  family=family, notes=notes, layer_fn=layer_fn)
 
 
 def with_defaults(cfg: Mapping[str, Any], defaults: Mapping[str, object], source: str, *,

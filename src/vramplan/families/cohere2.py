@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vramplan.errors import ConfigError
-from vramplan.families._dense import decoder_tensors, with_defaults
+from vramplan.families._dense import decoder_tensors, dense_spec, with_defaults
 from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _vec
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
@@ -64,15 +64,9 @@ def spec(cfg: Mapping[str, Any], model_id: str,
     types = layer_types(text, n_layers)
     kinds: list[AttnKind] = ["sliding" if t == "sliding_attention" and window else "full"
                              for t in types]
-
-    def layer_fn(t: Mapping[str, Any], i: int) -> LayerSpec:
-        attn = hf_config.attention_spec(t, "cohere2", kinds[i], heads, kv_heads, head_dim,
-                                        window, None)
-        return LayerSpec(index=i, attention=attn,
-                         mlp=hf_config.core_mlp(t, "llama", "cohere2", i, n_layers))
-
-    return hf_config.generic_spec(cfg2, model_id, extra_quant, model_type="cohere2",
-                                  family="cohere2", notes=notes, layer_fn=layer_fn)
+    return dense_spec(cfg2, model_id, extra_quant, model_type="cohere2", family="cohere2",
+                      kinds=kinds, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                      window=window, notes=notes)
 
 
 def _cohere_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]:

@@ -38,10 +38,10 @@ from typing import Any
 
 from vramplan.errors import ConfigError
 from vramplan.families.gemma3 import layer_kinds, replace_text, with_defaults
-from vramplan.families.gemma4 import _attention, int_param, kv_sources
+from vramplan.families.gemma4 import _attention, _tower_config, int_param, kv_sources
 from vramplan.inventory import TensorGroup, _gated_mlp, _lin, _vec
 from vramplan.model import hf_config
-from vramplan.model.spec import AttentionSpec, LayerSpec, MlpSpec, ModelSpec, TowerSpec, freeze
+from vramplan.model.spec import AttentionSpec, LayerSpec, MlpSpec, ModelSpec, TowerSpec
 
 MODEL_TYPES = ("gemma3n", "gemma3n_text")
 ARCHITECTURES = ("Gemma3nForConditionalGeneration", "Gemma3nForCausalLM")
@@ -80,14 +80,6 @@ def _intermediate(text: Mapping[str, Any], n_layers: int) -> list[int]:
                               "fix intermediate_size in config.json")
         return list(val)
     return [hf_config.read_int(text, "intermediate_size")] * n_layers
-
-
-def _tower_config(sub: Mapping[str, Any], defaults: Mapping[str, object]) -> tuple[
-        tuple[str, object], ...]:
-    full = {**defaults, **{k: v for k, v in sub.items() if v is not None and k in defaults}}
-    frozen = freeze(full)
-    assert isinstance(frozen, tuple)
-    return frozen
 
 
 def spec(cfg: Mapping[str, Any], model_id: str = "local",

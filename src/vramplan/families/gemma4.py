@@ -102,6 +102,8 @@ def kv_sources(kinds: list[AttnKind], n_shared: int) -> list[int | None]:
 
 def _tower_config(sub: Mapping[str, Any], defaults: Mapping[str, object]) -> tuple[
         tuple[str, object], ...]:
+    """A tower sub-config over its class defaults, frozen (keys the defaults do not name are
+    dropped; shared with gemma3n)."""
     full = {**defaults, **{k: v for k, v in sub.items() if v is not None and k in defaults}}
     frozen = freeze(full)
     assert isinstance(frozen, tuple)

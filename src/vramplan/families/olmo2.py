@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vramplan.errors import ConfigError
-from vramplan.families._dense import decoder_tensors, with_defaults
+from vramplan.families._dense import decoder_tensors, dense_spec, with_defaults
 from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _vec
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
@@ -97,14 +97,9 @@ def spec(cfg: Mapping[str, Any], model_id: str,
             notes.append("sliding_window is null: the sliding_attention layers attend over the "
                          "whole context (Olmo3Attention.sliding_window = None)")
 
-    def layer_fn(t: Mapping[str, Any], i: int) -> LayerSpec:
-        attn = hf_config.attention_spec(t, model_type, kinds[i], heads, kv_heads, head_dim,
-                                        window, None)
-        return LayerSpec(index=i, attention=attn,
-                         mlp=hf_config.core_mlp(t, "llama", model_type, i, n_layers))
-
-    s = hf_config.generic_spec(cfg2, model_id, extra_quant, model_type=model_type,
-                               family="olmo2", notes=notes, layer_fn=layer_fn)
+    s = dense_spec(cfg2, model_id, extra_quant, model_type=model_type, family="olmo2",
+                   kinds=kinds, heads=heads, kv_heads=kv_heads, head_dim=head_dim, window=window,
+                   notes=notes)
     bias = bool(text.get("attention_bias", False))
     # o_proj has a bias too when attention_bias (Olmo2Attention); the MLP never has one.
     return dataclasses.replace(s, attention_bias=bias, attention_out_bias=bias, mlp_bias=False,
