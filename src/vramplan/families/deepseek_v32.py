@@ -29,7 +29,7 @@ from vramplan.model.spec import IndexerSpec, LayerSpec, ModelSpec
 
 MODEL_TYPES = ("deepseek_v32", "glm_moe_dsa")
 ARCHITECTURES = ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")
-HANDLES = frozenset({"moe", "mla", "indexer"})
+HANDLES = frozenset({"moe", "mla", "indexer", "layer_types"})
 
 # the core layout each model type follows (inventory naming of MLA + MoE)
 _CORE = {"deepseek_v32": "deepseek", "glm_moe_dsa": "glm4_moe"}
@@ -69,6 +69,11 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
     if model_type not in _CORE:
         model_type = "deepseek_v32"
     n_layers = hc.read_int(text, "num_hidden_layers")
+    lt = text.get("layer_types")
+    if lt is not None and (not isinstance(lt, list) or set(lt) - {"indexed_attention"}):
+        # transformers 5.25 DeepseekV32Config / GlmMoeDsaConfig: every layer "indexed_attention"
+        raise ConfigError("config.json layer_types", "must list 'indexed_attention' per layer",
+                          "fix layer_types in config.json")
     flags = indexer_types({**text, "model_type": model_type}, n_layers)
     core = _CORE[model_type]
     default_heads = 64 if model_type == "deepseek_v32" else 32

@@ -292,6 +292,7 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
         if ssm:
             notes.append(f"config mamba_ssm_dtype {ssm}: the Gated DeltaNet recurrent state may be "
                          "kept in that dtype by the engine")
+    tie = _composite_tie(cfg, variant, base.tie_word_embeddings, notes)
     tower = _tower(cfg, variant, notes)
     params: list[tuple[str, object]] = [("variant", variant)]
     if gated and text.get("mtp_use_dedicated_embeddings"):
@@ -302,6 +303,7 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
         # o_proj bias follows attention_bias in Qwen3-VL / Qwen3.5; Qwen2(.5)-VL's o_proj has none
         attention_out_bias=bias and variant not in _QWEN2,
         qk_norm=variant not in _QWEN2,
+        tie_word_embeddings=tie,
         mtp_layers=mtp,
         towers=(tower,) if tower else (),
         family_params=tuple(sorted(params)),
@@ -309,6 +311,26 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
         lm_head_name="lm_head",
         notes=tuple(base.notes) + tuple(n for n in notes if n not in base.notes),
     )
+
+
+def _composite_tie(cfg: Mapping[str, Any], variant: str, text_tie: bool, notes: list[str]) -> bool:
+    """Whether lm_head is tied, as transformers 5.25.0 decides for a composite (multimodal) config:
+    the top-level ``tie_word_embeddings`` (class default False for Qwen2/2.5/3-VL(-MoE) and
+    Qwen3.5(-MoE)); Qwen2(.5)-VL also forward a pre-v5 ``text_config`` True to the top
+    (configuration_qwen2_vl.py / configuration_qwen2_5_vl.py ``__post_init__``). A flat text
+    config keeps its own flag."""
+    tc = cfg.get("text_config")
+    if not isinstance(tc, Mapping):
+        return text_tie
+    top = cfg.get("tie_word_embeddings")
+    inner = tc.get("tie_word_embeddings")
+    tie = bool(top) if top is not None else False
+    if variant in _QWEN2 and inner:
+        tie = True
+    if inner is not None and bool(inner) != tie:
+        notes.append(f"text_config.tie_word_embeddings {inner} is not what ties lm_head here: "
+                     f"the top-level flag does ({tie}; transformers 5.25.0)")
+    return tie
 
 
 # --- tensors -------------------------------------------------------------------------------------

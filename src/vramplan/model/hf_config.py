@@ -67,6 +67,9 @@ TIE_DEFAULTS: dict[str, bool] = {
     "qwen3_next": False,
 }
 
+# model types whose attention takes hidden_size // num_attention_heads (floor) without head_dim
+FLOOR_HEAD_DIM = frozenset({"glm4_moe"})
+
 # Max sane values: beyond these a config is almost surely broken.
 _MAX_DIM = 1 << 20
 _MAX_LAYERS = 10_000
@@ -115,6 +118,12 @@ def _opt_int(cfg: Mapping[str, Any], key: str) -> int | None:
     return _int(cfg, key)
 
 
+def _window(cfg: Mapping[str, Any]) -> int | None:
+    """``sliding_window``; 0 or null means none (transformers 5 Qwen2MoeConfig stores 0 when
+    use_sliding_window is off)."""
+    return _int0(cfg, "sliding_window", 0) or None
+
+
 def _dtype(cfg: Mapping[str, Any]) -> str:
     raw = cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"
     raw = str(raw).replace("torch.", "")
@@ -152,7 +161,7 @@ BUILTIN_HANDLES: dict[str, frozenset[str]] = {
     "kimi_k2": _MOE | {"mla"},
     "glm4_moe": _MOE,
     "gpt_oss": _MOE | {"sliding_window"},
-    "llama4_text": _MOE | {"pattern", "vision"},
+    "llama4_text": _MOE | {"pattern", "vision", "layer_types"},
     "qwen3_next": _MOE | {"linear_attention", "layer_types", "sliding_window"},
 }
 
@@ -282,8 +291,28 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
     if module is not None:
         spec = module.spec(cfg, model_id, extra_quant)
         assert isinstance(spec, ModelSpec)
+        check_mlp_layer_types(text, spec)
         return spec
-    return generic_spec(cfg, model_id, extra_quant)
+    spec = generic_spec(cfg, model_id, extra_quant)
+    check_mlp_layer_types(text, spec)
+    return spec
+
+
+def check_mlp_layer_types(text: Mapping[str, Any], spec: ModelSpec) -> None:
+    """A transformers-5 ``mlp_layer_types`` list ("dense" / "sparse" or "moe" per layer) must
+    agree with the MLP of every layer read: otherwise the config says something this reading
+    missed, and it is refused rather than mis-sized."""
+    val = text.get("mlp_layer_types")
+    if not isinstance(val, list) or not val:
+        return
+    want = {"dense": "dense", "sparse": "moe", "moe": "moe", "hash_moe": "moe"}
+    for layer, t in zip(spec.layers, val, strict=False):
+        kind = want.get(str(t))
+        if kind is None or (layer.mlp.kind != kind and layer.mlp.kind != "none"):
+            raise ConfigError("config.json mlp_layer_types",
+                              f"layer {layer.index} is {t!r} but the rest of the config makes it "
+                              f"{layer.mlp.kind}", "make mlp_layer_types agree with "
+                              "first_k_dense_replace / the expert keys")
 
 
 def _strip_structure(cfg: Mapping[str, Any], left: Mapping[str, list[str]]) -> dict[str, Any]:
@@ -337,6 +366,10 @@ def generic_spec(cfg: Mapping[str, Any], model_id: str = "local",
     vocab = _int(text, "vocab_size")
     if "head_dim" in text and text["head_dim"] is not None:
         head_dim = _int(text, "head_dim")
+    elif text.get("kv_lora_rank") or model_type in FLOOR_HEAD_DIM:
+        # MLA: head sizes come from qk_nope/qk_rope/v_head_dim; GLM-4.5 (Glm4MoeAttention,
+        # transformers 5.25.0): ``head_dim or hidden_size // num_attention_heads`` (floor)
+        head_dim = hidden // heads
     else:
         if hidden % heads:
             raise ConfigError("config.json head_dim",
@@ -364,7 +397,7 @@ def generic_spec(cfg: Mapping[str, Any], model_id: str = "local",
 
     layer_kinds = [] if layer_fn is not None else _attention_kinds(text, model_type, n_layers,
                                                                     max_pos)
-    window = _opt_int(text, "sliding_window")
+    window = _window(text)
     chunk = _opt_int(text, "attention_chunk_size")
 
     layers: list[LayerSpec] = []
@@ -453,7 +486,7 @@ def _attention_kinds(text: Mapping[str, Any], model_type: str, n_layers: int,
                               f"{n_layers} layers", "make it as long as num_hidden_layers")
         chunked = text.get("attention_chunk_size")
         return ["chunked" if (nope[i] and chunked) else "full" for i in range(n_layers)]
-    window = _opt_int(text, "sliding_window")
+    window = _window(text)
     use_sw = text.get("use_sliding_window", True)
     if window and use_sw and window < max_pos and model_type in ("mistral", "mixtral",
                                                                         "qwen2", "generic"):
@@ -500,8 +533,8 @@ def _is_moe_layer(text: Mapping[str, Any], family: str, i: int, n_layers: int) -
         freq = _int0(text, "moe_layer_freq", 1) or 1
         return n_exp > 0 and i >= first and i % freq == 0
     if family in ("qwen_moe", "qwen3_next"):
-        if not text.get("num_experts"):
-            return False
+        if not (text.get("num_experts") or text.get("num_local_experts")):
+            return False  # transformers 5 Qwen3MoeConfig spells it num_local_experts
         step = _int0(text, "decoder_sparse_step", 1) or 1
         only = _int_list(text, "mlp_only_layers")
         return i not in only and (i + 1) % step == 0

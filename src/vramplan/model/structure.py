@@ -25,6 +25,7 @@ _IGNORED = frozenset({
     "router_temperature", "moe_router_enable_expert_bias", "use_mamba_kernel",
     "expert_dtype", "vision_start_token_id", "vision_end_token_id", "vision_token_id",
     "vision_feature_layer", "vision_feature_select_strategy", "image_token_index",
+    "rope_interleave",
 })
 
 # (category, predicate on the key name) in the order they are tried.
