@@ -109,3 +109,21 @@ def test_rich_rendering_on_a_terminal() -> None:
     render.rich_estimate(est, explain=True, console=Console(file=buf, width=160))
     text = buf.getvalue()
     assert "GPU0" in text and "How each number is derived" in text
+
+
+def test_experts_named_but_none_read_is_refused() -> None:
+    """A config naming 128 experts whose layers all come out dense (here decoder_sparse_step
+    beyond the depth) is refused, never sized as a dense model."""
+    from vramplan.errors import ConfigError
+
+    cfg = dict(load_config("Qwen__Qwen3-30B-A3B"), decoder_sparse_step=1000)
+    with pytest.raises(ConfigError) as exc:
+        spec_from_config(cfg)
+    assert "num_experts" in str(exc.value) and "128 experts" in str(exc.value)
+
+
+def test_transformers5_qwen3_moe_spelling_is_moe() -> None:
+    """transformers 5 saves Qwen3-MoE's expert count as num_local_experts (attribute_map)."""
+    cfg = load_config("Qwen__Qwen3-30B-A3B")
+    cfg["num_local_experts"] = cfg.pop("num_experts")
+    assert build_inventory(spec_from_config(cfg)).params_total == 30_532_122_624

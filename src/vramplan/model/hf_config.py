@@ -292,10 +292,32 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
         spec = module.spec(cfg, model_id, extra_quant)
         assert isinstance(spec, ModelSpec)
         check_mlp_layer_types(text, spec)
+        check_experts_read(text, spec)
         return spec
     spec = generic_spec(cfg, model_id, extra_quant)
     check_mlp_layer_types(text, spec)
+    check_experts_read(text, spec)
     return spec
+
+
+_EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+
+
+def check_experts_read(text: Mapping[str, Any], spec: ModelSpec) -> None:
+    """A config that names more than one expert must come out with mixture-of-experts layers:
+    reading it as dense would size a 30B MoE as a 2B model (the worst answer, a false "fits")."""
+    n = 0
+    for key in _EXPERT_COUNT_KEYS:
+        v = text.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            n = max(n, v)
+    if n > 1 and not spec.is_moe:
+        keys = [k for k in _EXPERT_COUNT_KEYS if text.get(k)]
+        raise ConfigError(f"config.json {', '.join(keys)}",
+                          f"names {n} experts but no layer was read as mixture-of-experts "
+                          "(a key this family spells differently?)",
+                          "pass a model folder (or Hub id) with its *.safetensors headers, or "
+                          "report the config")
 
 
 def check_mlp_layer_types(text: Mapping[str, Any], spec: ModelSpec) -> None:
