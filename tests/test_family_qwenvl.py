@@ -158,26 +158,29 @@ def test_kv_qwen3_5_27b() -> None:
     """16 full layers x 4 KV heads x 256 x 2 x 2 B = 16 x 4,096 = 65,536 B per token.
 
     48 Gated DeltaNet layers, key_dim 16x128 = 2,048, value_dim 48x128 = 6,144:
-    conv (4-1) x (2x2,048 + 6,144) = 30,720 + recurrent 48 x 128 x 128 = 786,432 -> 817,152
-    elements x 2 B = 1,634,304 B per layer; x 48 = 78,446,592 B per sequence, whatever the context.
+    conv (4-1) x (2x2,048 + 6,144) = 30,720 elements x 2 B (model dtype) = 61,440 B + recurrent
+    48 x 128 x 128 = 786,432 elements x 4 B (config mamba_ssm_dtype float32, which vLLM takes)
+    = 3,145,728 B -> 3,207,168 B per layer; x 48 = 153,944,064 B per sequence, whatever the
+    context.
     """
     spec = _spec("Qwen__Qwen3.5-27B")
     s = summarize(spec, "bf16")
     assert s.bytes_per_token == 65_536
-    assert s.state_bytes_per_sequence == 78_446_592
+    assert s.state_bytes_per_sequence == 153_944_064
     assert (s.full_layers, s.linear_layers) == (16, 48)
-    assert kv_cache_bytes(spec, 10_000, 2, "bf16") == 2 * (65_536 * 10_000 + 78_446_592)
+    assert kv_cache_bytes(spec, 10_000, 2, "bf16") == 2 * (65_536 * 10_000 + 153_944_064)
 
 
 def test_kv_qwen3_5_35b_a3b() -> None:
     """10 full layers x 2 KV heads x 256 x 2 x 2 B = 10 x 2,048 = 20,480 B per token.
 
-    30 GDN layers, key_dim 2,048, value_dim 32x128 = 4,096: conv 3 x 8,192 = 24,576 + recurrent
-    32 x 128 x 128 = 524,288 -> 548,864 x 2 B = 1,097,728 B per layer; x 30 = 32,931,840 B.
+    30 GDN layers, key_dim 2,048, value_dim 32x128 = 4,096: conv 3 x 8,192 = 24,576 x 2 B =
+    49,152 B + recurrent 32 x 128 x 128 = 524,288 x 4 B (float32) = 2,097,152 B -> 2,146,304 B
+    per layer; x 30 = 64,389,120 B.
     """
     s = summarize(_spec("Qwen__Qwen3.5-35B-A3B"), "bf16")
     assert s.bytes_per_token == 20_480
-    assert s.state_bytes_per_sequence == 32_931_840
+    assert s.state_bytes_per_sequence == 64_389_120
     assert (s.full_layers, s.linear_layers) == (10, 30)
 
 
@@ -222,7 +225,7 @@ def test_estimate_qwen3_5_35b_a3b_counts_all_experts() -> None:
     assert est.model.params_mtp == 844_640_768
     assert est.weights_bytes >= 2 * 35_107_181_936  # bf16, every expert resident
     assert est.kv_cache_bytes_per_token == 20_480
-    assert est.kv_state_bytes_per_sequence == 32_931_840
+    assert est.kv_state_bytes_per_sequence == 64_389_120
 
 
 def test_renamed_model_type_recovered_by_architecture() -> None:

@@ -290,11 +290,16 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
                          "draft, reported separately and not loaded for plain decoding")
         ssm = text.get("mamba_ssm_dtype")
         if ssm:
-            notes.append(f"config mamba_ssm_dtype {ssm}: the Gated DeltaNet recurrent state may be "
-                         "kept in that dtype by the engine")
+            # vllm/model_executor/models/config.py Qwen3_5ForConditionalGenerationConfig.
+            # verify_and_update_config: --mamba-ssm-cache-dtype auto takes the config's
+            # mamba_ssm_dtype (the conv state stays in the model dtype)
+            notes.append(f"config mamba_ssm_dtype {ssm}: the Gated DeltaNet recurrent state is "
+                         f"kept in {ssm} (vLLM takes it for --mamba-ssm-cache-dtype auto)")
     tie = _composite_tie(cfg, variant, base.tie_word_embeddings, notes)
     tower = _tower(cfg, variant, notes)
     params: list[tuple[str, object]] = [("variant", variant)]
+    if gated and text.get("mamba_ssm_dtype"):
+        params.append(("mamba_ssm_cache_dtype", str(text["mamba_ssm_dtype"])))
     if gated and text.get("mtp_use_dedicated_embeddings"):
         params.append(("mtp_dedicated_embeddings", True))
     return replace(
