@@ -402,3 +402,26 @@ def test_hf_gpt_oss_and_mla_splits() -> None:
     assert hf_to_gguf_shapes(fused, "qwen3_moe") == {
         "blk.5.ffn_gate_exps.weight": (2048, 768, 128),
         "blk.5.ffn_up_exps.weight": (2048, 768, 128)}
+
+
+@pytest.mark.parametrize("model", [
+    "olmo-2-32b", "olmo-3-7b", "smollm3", "minimax-m2.5", "glm-4.7-flash",
+    "tests/data/configs/LGAI-EXAONE__EXAONE-4.0-32B.json",
+    "tests/data/configs/CohereForAI__c4ai-command-r7b-12-2024.json",
+    "tests/data/configs/baidu__ERNIE-4.5-21B-A3B-PT.json",
+    "tests/data/configs/tencent__Hunyuan-A13B-Instruct.json",
+    "tests/data/configs/XiaomiMiMo__MiMo-V2-Flash.json",
+])
+def test_new_families_every_tensor_has_a_gguf_name(model: str) -> None:
+    """llama.cpp's converter names every tensor of these families (gguf TensorNameMap for their
+    arch), so a GGUF quant prices each one; MiniMax-M2.5 Q4_K_M lands near the published
+    ~138 GB file (here 128.8 GiB of tensors)."""
+    from tests.conftest import ROOT
+    from vramplan.api import load
+    from vramplan.quant.gguf_mix import hf_to_gguf_name
+
+    lm = load(str(ROOT / model) if model.endswith(".json") else model, allow_hub=False)
+    mt = lm.spec.model_type
+    missing = [g.name for g in lm.inventory.tensors
+               if hf_to_gguf_name(g.name.replace("{e}", "0"), mt) is None]
+    assert missing == []

@@ -33,7 +33,8 @@ OFFLOAD_MIN_BATCH = 32
 # llama.cpp sliding-window KV caches exist only for these model types (iSWA archs); Mistral /
 # Qwen2 "sliding_window" configs are ignored by llama.cpp (no SWA in their hparams)
 SWA_MODEL_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text", "gpt_oss", "llama4_text",
-                             "cohere2", "gemma4", "gemma4_text", "gemma3n", "gemma3n_text"})
+                             "cohere2", "gemma4", "gemma4_text", "gemma3n", "gemma3n_text",
+                             "exaone4"})
 _BLK = re.compile(r"^blk\.(\d+)\.")
 # fit.cpp layer fractions: which FFN tensors of a partial layer leave the device
 FRACTIONS: dict[str, str] = {

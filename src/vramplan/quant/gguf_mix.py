@@ -420,6 +420,12 @@ _HF_ARCH = {
     # -- hybrid --
     "nemotron_h": "NEMOTRON_H_MOE", "jamba": "JAMBA", "granitemoehybrid": "GRANITE_HYBRID",
     "falcon_h1": "FALCON_H1", "lfm2": "LFM2",
+    # dense / MoE families whose llama.cpp arch keeps the HF tensor names gguf's TensorNameMap
+    # knows (every tensor of their inventories maps; tests/test_gguf_mix.py); GLM-4.7-Flash is
+    # converted as deepseek2 (MLA + MoE)
+    "olmo2": "OLMO2", "olmo3": "OLMO2", "smollm3": "SMOLLM3", "exaone4": "EXAONE4",
+    "cohere2": "COHERE2", "minimax_m2": "MINIMAXM2", "glm4_moe_lite": "DEEPSEEK2",
+    "ernie4_5_moe": "ERNIE4_5_MOE", "hunyuan_v1_moe": "HUNYUAN_MOE", "mimo_v2_flash": "MIMO2",
 }
 # Renames convert_hf_to_gguf.py makes before its name table, as regex swaps on the HF name
 # (Mamba2Model / NemotronHModel / GraniteHybridModel.modify_tensors): a Mamba-2 dt_bias is stored
