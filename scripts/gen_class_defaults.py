@@ -42,33 +42,81 @@ TYPES = (
 )
 
 
+# Variants: each class re-built with some defaults changed (what a real checkpoint of the family
+# differs in), then saved again: depth (layer patterns recomputed), tying, attention bias,
+# KV heads. Keys a class does not have are skipped.
+VARIANTS: dict[str, dict[str, object]] = {
+    "depth7": {"num_hidden_layers": 7},
+    "tie_flip": {"tie_word_embeddings": "flip"},
+    "bias": {"attention_bias": True},
+    "kv1": {"num_key_value_heads": 1},
+    "mlp_bias": {"mlp_bias": True},
+}
+_DERIVED = ("layer_types", "mlp_layer_types", "no_rope_layers", "moe_layers", "full_attn_idxs",
+            "hybrid_override_pattern", "compress_ratios", "intermediate_size_per_layer")
+
+
+def variant_config(t: str, change: dict[str, object]) -> object | None:
+    """The class ``t`` re-built with ``change`` applied to its (text) config, or None when the
+    class has none of the changed keys or refuses them."""
+    base = AutoConfig.for_model(t).to_dict()
+    text = base.get("text_config") if isinstance(base.get("text_config"), dict) else base
+    applied = False
+    for key, val in change.items():
+        for target in {id(base): base, id(text): text}.values():
+            if key not in target:
+                continue
+            if val == "flip":
+                target[key] = not bool(target[key])
+            else:
+                target[key] = val
+                for d in _DERIVED:  # let the class recompute patterns for the new depth
+                    if key == "num_hidden_layers":
+                        target.pop(d, None)
+            applied = True
+    if not applied:
+        return None
+    base.pop("model_type", None)
+    try:
+        return AutoConfig.for_model(t, **base)
+    except Exception:  # noqa: BLE001 - an invalid combination for this class
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "tests" / "data" / "class_defaults.json")
     args = ap.parse_args()
     out: dict[str, object] = {}
+    jobs: list[tuple[str, str, object]] = []
     for t in TYPES:
         try:
-            cfg = AutoConfig.for_model(t)
+            jobs.append((t, t, AutoConfig.for_model(t)))
         except Exception as exc:  # noqa: BLE001 - recorded
             out[t] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             continue
+        for name, change in VARIANTS.items():
+            v = variant_config(t, change)
+            if v is not None:
+                jobs.append((f"{t}~{name}", t, v))
+    for key, t, cfg in jobs:
         cls = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING.get(type(cfg), None) or \
             MODEL_FOR_CAUSAL_LM_MAPPING.get(type(cfg), None)
         if cls is None:
-            out[t] = {"error": "no causal-LM or image-text-to-text class"}
+            out[key] = {"error": "no causal-LM or image-text-to-text class"}
             continue
         try:
             with torch.device("meta"):
                 model = cls._from_config(cfg)
         except Exception as exc:  # noqa: BLE001 - recorded
-            out[t] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            if key == t:
+                out[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             continue
         d = json.loads(json.dumps(cfg.to_dict(), default=str))
         d["architectures"] = [cls.__name__]
-        out[t] = {"config": d, "class": cls.__name__,
-                  "params_total": sum(p.numel() for p in model.parameters())}
-        print(t, out[t]["params_total"], cls.__name__, flush=True)
+        out[key] = {"config": d, "class": cls.__name__,
+                    "params_total": sum(p.numel() for p in model.parameters())}
+        print(key, out[key]["params_total"], cls.__name__, flush=True)
         del model
     args.out.write_text(json.dumps({"generated_by": "scripts/gen_class_defaults.py",
                                     "transformers_version": transformers.__version__,

@@ -125,16 +125,23 @@ def _attention(spec: ModelSpec, p: str, i: int, a: AttentionSpec, role: Role) ->
         qdim = a.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
         if a.q_lora_rank:
             out.append(_lin(f"{p}.q_a_proj.weight", a.q_lora_rank, h, role, i, "replicated"))
+            if spec.attention_bias:
+                out.append(_vec(f"{p}.q_a_proj.bias", a.q_lora_rank, role, i))
             out.append(_vec(f"{p}.q_a_layernorm.weight", a.q_lora_rank, "norm", i))
             out.append(_lin(f"{p}.q_b_proj.weight", qdim, a.q_lora_rank, role, i, "column"))
         else:
             out.append(_lin(f"{p}.q_proj.weight", qdim, h, role, i, "column"))
+        if spec.attention_bias:  # DeepseekV3Attention: q_a / kv_a / o carry attention_bias
+            out.append(_vec(f"{p}.kv_a_proj_with_mqa.bias", a.kv_lora_rank + a.qk_rope_head_dim,
+                            role, i))
         out.append(_lin(f"{p}.kv_a_proj_with_mqa.weight", a.kv_lora_rank + a.qk_rope_head_dim, h,
                         role, i, "replicated"))
         out.append(_vec(f"{p}.kv_a_layernorm.weight", a.kv_lora_rank, "norm", i))
         out.append(_lin(f"{p}.kv_b_proj.weight", a.num_heads * (a.qk_nope_head_dim + a.v_head_dim),
                         a.kv_lora_rank, role, i, "column"))
         out.append(_lin(f"{p}.o_proj.weight", h, a.num_heads * a.v_head_dim, role, i, "row"))
+        if spec.attention_out_bias:
+            out.append(_vec(f"{p}.o_proj.bias", h, role, i))
         return out
     if a.kind == "linear":
         lin = a.linear

@@ -165,8 +165,13 @@ def _nemotron_spec(cfg: Mapping[str, Any], model_id: str,
     latent = text.get("moe_latent_size")
     if latent:
         params["moe_latent_size"] = hf.read_int(text, "moe_latent_size")
+    if text.get("tie_word_embeddings"):
+        # NemotronHForCausalLM._tied_weights_keys = {} (transformers 5.25.0): lm_head is its
+        # own tensor whatever the flag says
+        notes.append("tie_word_embeddings true: NemotronHForCausalLM never ties lm_head "
+                     "(transformers 5.25.0 _tied_weights_keys = {}); counted untied")
     return replace(spec, prefix="backbone", notes=tuple(notes) + spec.notes,
-                   family_params=tuple(sorted(params.items())))
+                   family_params=tuple(sorted(params.items())), tie_word_embeddings=False)
 
 
 def _nemotron_tensors(spec: ModelSpec) -> list[TensorGroup]:

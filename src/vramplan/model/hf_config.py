@@ -67,6 +67,44 @@ TIE_DEFAULTS: dict[str, bool] = {
     "qwen3_next": False,
 }
 
+# Which attention projections carry a bias, per model_type: (q/k/v, o_proj); a string names the
+# config key read (its class default after the colon), a bool is fixed by the modeling code.
+# SOURCE: transformers 5.25.0 models/<type>/modeling_<type>.py, the *Attention __init__ (MLA:
+# q_a_proj and kv_a_proj_with_mqa count as q/k/v). Types not listed follow Llama: both
+# ``attention_bias`` (default False).
+ATTENTION_BIAS: dict[str, tuple[str | bool, str | bool]] = {
+    "mistral": (False, False), "mixtral": (False, False), "phi3": (False, False),
+    "qwen2": (True, False), "qwen2_moe": ("qkv_bias:1", False),
+    "glm4_moe": ("attention_bias:0", False),
+    "gpt_oss": ("attention_bias:1", "attention_bias:1"),
+}
+# model types whose dense MLP reads ``mlp_bias`` (their modeling_*.py MLP: bias=config.mlp_bias);
+# all others have none
+MLP_BIAS_TYPES = frozenset({"llama", "smollm3", "falcon_h1", "nemotron_h"})
+
+
+def _bias_rule(text: Mapping[str, Any], rule: str | bool) -> bool:
+    if isinstance(rule, bool):
+        return rule
+    key, _, default = rule.partition(":")
+    val = text.get(key)
+    return bool(int(default or 0)) if val is None else bool(val)
+
+
+def attention_biases(text: Mapping[str, Any], model_type: str) -> tuple[bool, bool]:
+    """(q/k/v projections have biases, o_proj has a bias) for ``model_type`` (``ATTENTION_BIAS``)."""
+    qkv, out = ATTENTION_BIAS.get(model_type, ("attention_bias:0", "attention_bias:0"))
+    return _bias_rule(text, qkv), _bias_rule(text, out)
+
+
+def mlp_bias(text: Mapping[str, Any], model_type: str) -> bool:
+    """Dense-MLP biases: only the types in ``MLP_BIAS_TYPES`` read ``mlp_bias``."""
+    if model_type in ("deepseek_v2", "deepseek_v4") and text.get("mlp_bias"):
+        raise ConfigError("config.json mlp_bias", f"is true: {model_type}'s expert MLPs would "
+                          "carry biases vramplan does not lay out", "set mlp_bias to false")
+    return model_type in MLP_BIAS_TYPES and bool(text.get("mlp_bias", False))
+
+
 # model types whose attention takes hidden_size // num_attention_heads (floor) without head_dim
 FLOOR_HEAD_DIM = frozenset({"glm4_moe"})
 
@@ -451,12 +489,11 @@ def generic_spec(cfg: Mapping[str, Any], model_id: str = "local",
         tie_word_embeddings=tie,
         max_position_embeddings=max_pos,
         torch_dtype=_dtype(text if ("torch_dtype" in text or "dtype" in text) else cfg),
-        attention_bias=bool(text.get("attention_bias", model_type == "qwen2")
-                            or model_type in ("qwen2", "qwen2_moe")),
-        attention_out_bias=model_type == "gpt_oss",
+        attention_bias=attention_biases(text, model_type)[0],
+        attention_out_bias=attention_biases(text, model_type)[1],
         qk_norm=model_type in ("qwen3", "qwen3_moe", "qwen3_next")
         or (model_type == "glm4_moe" and bool(text.get("use_qk_norm", False))),
-        mlp_bias=bool(text.get("mlp_bias", False)),
+        mlp_bias=mlp_bias(text, model_type),
         norms_per_layer=4 if model_type in ("gemma2",) else 2,
         attention_sinks=model_type == "gpt_oss",
         mtp_layers=mtp,
