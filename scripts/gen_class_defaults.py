@@ -51,9 +51,22 @@ VARIANTS: dict[str, dict[str, object]] = {
     "bias": {"attention_bias": True},
     "kv1": {"num_key_value_heads": 1},
     "mlp_bias": {"mlp_bias": True},
+    "head_dim64": {"head_dim": 64},
+    "dense_first2": {"first_k_dense_replace": 2},
+    "shared2": {"n_shared_experts": 2},
+    "sparse_step2": {"decoder_sparse_step": 2},
+    "no_shared": {"shared_expert_intermediate_size": 0},
+    "q_lora_none": {"q_lora_rank": None},
+    "moe_step2": {"interleave_moe_layer_step": 2},
+    "mlp_only_0": {"mlp_only_layers": [0]},
 }
-_DERIVED = ("layer_types", "mlp_layer_types", "no_rope_layers", "moe_layers", "full_attn_idxs",
-            "hybrid_override_pattern", "compress_ratios", "intermediate_size_per_layer")
+# per-layer lists a class derives from other keys when they are absent (popped so that they follow
+# the change, as in a checkpoint saved with it); hand-set patterns are kept
+_DERIVED = ("mlp_layer_types", "moe_layers")
+# a new depth also needs the layer patterns recomputed
+_DEPTH_DERIVED = _DERIVED + ("layer_types", "no_rope_layers", "full_attn_idxs",
+                             "hybrid_override_pattern", "compress_ratios",
+                             "intermediate_size_per_layer")
 
 
 def variant_config(t: str, change: dict[str, object]) -> object | None:
@@ -70,9 +83,9 @@ def variant_config(t: str, change: dict[str, object]) -> object | None:
                 target[key] = not bool(target[key])
             else:
                 target[key] = val
-                for d in _DERIVED:  # let the class recompute patterns for the new depth
-                    if key == "num_hidden_layers":
-                        target.pop(d, None)
+            for d in _DEPTH_DERIVED if key == "num_hidden_layers" else _DERIVED:
+                if d != key:  # let the class recompute its derived per-layer lists
+                    target.pop(d, None)
             applied = True
     if not applied:
         return None

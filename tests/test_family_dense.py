@@ -329,13 +329,14 @@ def test_mistral_head_dim_is_read_not_derived() -> None:
     assert names["model.layers.0.self_attn.o_proj.weight"] == (5120, 4096)
 
 
-def test_cohere2_head_dim_is_derived() -> None:
-    """Cohere2Config overwrites head_dim with hidden // heads."""
+def test_cohere2_head_dim_from_the_file_wins() -> None:
+    """Cohere2Config.__post_init__ sets head_dim = hidden // heads, but a head_dim in config.json
+    is an extra kwarg set after it, and Cohere2Attention reads config.head_dim: transformers 5.25
+    builds 64-wide heads (tests/data/class_defaults.json cohere2~head_dim64 is exact too)."""
     cfg = constructed("CohereForAI__c4ai-command-r7b-12-2024")
     cfg["head_dim"] = 64
     spec = spec_from_config(cfg)
-    assert {layer.attention.head_dim for layer in spec.layers} == {128}
-    assert any("head_dim 64 ignored" in n for n in spec.notes)
+    assert {layer.attention.head_dim for layer in spec.layers} == {64}
 
 
 def test_pixtral12b_llava_tower() -> None:

@@ -249,8 +249,8 @@ def _moe(spec: ModelSpec, lp: str, i: int, m: MlpSpec) -> list[TensorGroup]:
     if m.shared_intermediate_size:
         sname = "shared_experts" if fam in ("deepseek", "glm4_moe") else "shared_expert"
         out += _gated_mlp(f"{p}.{sname}", h, m.shared_intermediate_size, "shared_expert", i)
-        if m.shared_expert_gate:
-            out.append(_lin(f"{p}.shared_expert_gate.weight", 1, h, "router", i, "replicated"))
+    if m.shared_expert_gate:
+        out.append(_lin(f"{p}.shared_expert_gate.weight", 1, h, "router", i, "replicated"))
     return out
 
 

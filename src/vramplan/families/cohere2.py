@@ -56,10 +56,9 @@ def spec(cfg: Mapping[str, Any], model_id: str,
     hidden = hf_config.read_int(text, "hidden_size")
     heads = hf_config.read_int(text, "num_attention_heads")
     kv_heads = hf_config.read_int(text, "num_key_value_heads", heads)
-    head_dim = hidden // heads
-    if text.get("head_dim") not in (None, head_dim):
-        notes.append(f"head_dim {text.get('head_dim')} ignored: Cohere2Config sets it to "
-                     f"hidden_size // num_attention_heads = {head_dim}")
+    # Cohere2Attention (transformers 5.25.0): getattr(config, "head_dim", None) or
+    # hidden_size // num_attention_heads
+    head_dim = hf_config.read_int(text, "head_dim") if text.get("head_dim") else hidden // heads
     window = hf_config.read_opt_int(text, "sliding_window")
     types = layer_types(text, n_layers)
     kinds: list[AttnKind] = ["sliding" if t == "sliding_attention" and window else "full"

@@ -126,7 +126,9 @@ def spec(cfg: Mapping[str, Any], model_id: str = "local",
     if top_k > n_exp:
         raise ConfigError("config.json num_experts_per_tok", f"{top_k} is more than the {n_exp} "
                           "experts", "fix it in config.json")
-    shared = hc.read_int0(text, "n_shared_experts", 1) * e_inter
+    # DeepseekV4MoE has one shared expert of moe_intermediate_size whatever n_shared_experts says
+    # (DeepseekV4Config.attribute_map intermediate_size -> moe_intermediate_size, 5.25.0)
+    shared = e_inter
 
     rates = compress_rates(text)
     index_dim = hc.read_int(text, "index_head_dim", 128)

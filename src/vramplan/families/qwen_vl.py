@@ -212,7 +212,8 @@ def _mlp(text: Mapping[str, Any], variant: str, model_type: str, i: int, n: int)
     return MlpSpec(kind="moe", intermediate_size=hf_config.read_int0(text, "intermediate_size", 0),
                    num_experts=n_exp, top_k=top_k,
                    expert_intermediate_size=hf_config.read_int(text, "moe_intermediate_size"),
-                   shared_intermediate_size=shared, shared_expert_gate=shared > 0)
+                   shared_intermediate_size=shared,
+                   shared_expert_gate=shared > 0 or variant.startswith("qwen3_5"))
 
 
 def _tower(cfg: Mapping[str, Any], variant: str, notes: list[str]) -> TowerSpec | None:
@@ -402,8 +403,8 @@ def _stacked_moe(spec: ModelSpec, lp: str, i: int, m: MlpSpec) -> list[TensorGro
                        linear=True, stacked_experts=e)]
     if m.shared_intermediate_size:
         out += _gated_mlp(f"{p}.shared_expert", h, m.shared_intermediate_size, "shared_expert", i)
-        if m.shared_expert_gate:
-            out.append(_lin(f"{p}.shared_expert_gate.weight", 1, h, "router", i, "replicated"))
+    if m.shared_expert_gate:
+        out.append(_lin(f"{p}.shared_expert_gate.weight", 1, h, "router", i, "replicated"))
     return out
 
 

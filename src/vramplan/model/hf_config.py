@@ -629,7 +629,9 @@ def _mlp(text: Mapping[str, Any], family: str, model_type: str, i: int, n_layers
         shared = _int0(text, "n_shared_experts", 0) * e_inter
     elif family in ("qwen_moe", "qwen3_next"):
         shared = _int0(text, "shared_expert_intermediate_size", 0)
-        shared_gate = shared > 0
+        # Qwen2MoeSparseMoeBlock / Qwen3NextSparseMoeBlock build shared_expert_gate whatever the
+        # shared width (transformers 5.25.0); Qwen3-MoE has no shared expert at all
+        shared_gate = shared > 0 or model_type in ("qwen2_moe", "qwen3_next")
     elif family == "llama4":
         shared = _int(text, "intermediate_size")
     return MlpSpec(
