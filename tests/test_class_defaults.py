@@ -50,3 +50,18 @@ def test_fixture_covers_every_registered_family() -> None:
     assert set(families.MODEL_TYPES) - {"nemotron-nas", "mllama_text_model", "qwen2_vl_text",
                                         "qwen2_5_vl_text", "qwen3_vl_text",
                                         "qwen3_vl_moe_text"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("model_type", sorted(t for t, v in MODELS.items() if "config" in v))
+def test_class_defaults_renamed_model_type_exact_or_refused(model_type: str) -> None:
+    """The same configs with ``model_type`` renamed (top level and text_config): recovered from
+    ``architectures`` exactly, or refused - never another number."""
+    entry = MODELS[model_type]
+    cfg = dict(entry["config"], model_type="renamed_by_a_finetune")
+    if isinstance(cfg.get("text_config"), dict):
+        cfg["text_config"] = dict(cfg["text_config"], model_type="renamed_text")
+    try:
+        inv = build_inventory(spec_from_config(cfg, model_type))
+    except ConfigError:
+        return
+    assert inv.params_total == entry["params_total"]
