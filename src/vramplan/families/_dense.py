@@ -87,20 +87,21 @@ def composite_tie(cfg: Mapping[str, Any], class_default: bool, text_default: boo
 
 
 def decoder_tensors(spec: ModelSpec, layer_tensors: LayerTensors, *,
-                    embed_rows: int | None = None) -> list[TensorGroup]:
+                    embed_rows: int | None = None, embed_name: str = "embed_tokens",
+                    final_norm: str = "norm") -> list[TensorGroup]:
     """Embedding, every decoder layer, final norm and (untied) lm_head in checkpoint naming.
 
-    ``{prefix}.embed_tokens.weight [embed_rows or vocab, hidden]``, ``layer_tensors`` per layer
-    under ``{prefix}.layers.{i}``, ``{prefix}.norm.weight [hidden]``,
+    ``{prefix}.{embed_name}.weight [embed_rows or vocab, hidden]``, ``layer_tensors`` per layer
+    under ``{prefix}.layers.{i}``, ``{prefix}.{final_norm}.weight [hidden]``,
     ``{lm_head_name}.weight [vocab, hidden]`` unless tied.
     """
     h, v = spec.hidden_size, spec.vocab_size
     pre = spec.prefix
-    out = [TensorGroup(f"{pre}.embed_tokens.weight", (embed_rows or v, h), "embedding", None,
+    out = [TensorGroup(f"{pre}.{embed_name}.weight", (embed_rows or v, h), "embedding", None,
                        "vocab")]
     for layer in spec.layers:
         out += layer_tensors(spec, f"{pre}.layers.{layer.index}", layer)
-    out.append(_vec(f"{pre}.norm.weight", h, "norm", None))
+    out.append(_vec(f"{pre}.{final_norm}.weight", h, "norm", None))
     if not spec.tie_word_embeddings:
         out.append(TensorGroup(f"{spec.lm_head_name}.weight", (v, h), "lm_head", None, "vocab",
                                linear=True))

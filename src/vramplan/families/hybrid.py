@@ -43,6 +43,7 @@ from dataclasses import replace
 from typing import Any
 
 from vramplan.errors import ConfigError
+from vramplan.families._dense import decoder_tensors
 from vramplan.inventory import Role, TensorGroup, _experts, _lin, _vec
 from vramplan.model import hf_config as hf
 from vramplan.model.spec import AttentionSpec, LayerSpec, MambaSpec, MlpSpec, ModelSpec
@@ -174,54 +175,50 @@ def _nemotron_spec(cfg: Mapping[str, Any], model_id: str,
                    family_params=tuple(sorted(params.items())), tie_word_embeddings=False)
 
 
-def _nemotron_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    h, v, p = spec.hidden_size, spec.vocab_size, spec.prefix
+def _nemotron_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]:
+    h, i, a, m = spec.hidden_size, layer.index, layer.attention, layer.mlp
     latent = int(str(spec.param("moe_latent_size", 0) or 0))
-    out = [TensorGroup(f"{p}.embeddings.weight", (v, h), "embedding", None, "vocab")]
-    for layer in spec.layers:
-        i, a, m = layer.index, layer.attention, layer.mlp
-        lp = f"{p}.layers.{i}"
-        out.append(_vec(f"{lp}.norm.weight", h, "norm", i))
-        x = f"{lp}.mixer"
-        if a.mamba is not None:
-            out += _mamba2(x, i, h, a.mamba, norm=True)
-        elif a.kind == "full":
-            out += _qkvo(x, i, h, a)
-        elif m.kind == "dense":
-            out += [_lin(f"{x}.up_proj.weight", m.intermediate_size, h, "mlp", i, "column"),
-                    _lin(f"{x}.down_proj.weight", h, m.intermediate_size, "mlp", i, "row")]
+    out = [_vec(f"{lp}.norm.weight", h, "norm", i)]
+    x = f"{lp}.mixer"
+    if a.mamba is not None:
+        out += _mamba2(x, i, h, a.mamba, norm=True)
+    elif a.kind == "full":
+        out += _qkvo(x, i, h, a)
+    elif m.kind == "dense":
+        out += [_lin(f"{x}.up_proj.weight", m.intermediate_size, h, "mlp", i, "column"),
+                _lin(f"{x}.down_proj.weight", h, m.intermediate_size, "mlp", i, "row")]
+        if spec.mlp_bias:
+            out += [_vec(f"{x}.up_proj.bias", m.intermediate_size, "mlp", i, "column"),
+                    _vec(f"{x}.down_proj.bias", h, "mlp", i)]
+    elif m.kind == "moe":
+        d_in = latent or h
+        out.append(_lin(f"{x}.gate.weight", m.num_experts, h, "router", i, "replicated"))
+        out.append(_vec(f"{x}.gate.e_score_correction_bias", m.num_experts, "router", i,
+                        buffer=True))
+        out += _experts(x, i, m.num_experts,
+                        (("up_proj", (m.expert_intermediate_size, d_in), "expert_column"),
+                         ("down_proj", (d_in, m.expert_intermediate_size), "expert_row")))
+        if m.shared_intermediate_size:
+            s = m.shared_intermediate_size
+            out += [_lin(f"{x}.shared_experts.up_proj.weight", s, h, "shared_expert", i,
+                         "column"),
+                    _lin(f"{x}.shared_experts.down_proj.weight", h, s, "shared_expert", i,
+                         "row")]
             if spec.mlp_bias:
-                out += [_vec(f"{x}.up_proj.bias", m.intermediate_size, "mlp", i, "column"),
-                        _vec(f"{x}.down_proj.bias", h, "mlp", i)]
-        elif m.kind == "moe":
-            d_in = latent or h
-            out.append(_lin(f"{x}.gate.weight", m.num_experts, h, "router", i, "replicated"))
-            out.append(_vec(f"{x}.gate.e_score_correction_bias", m.num_experts, "router", i,
-                            buffer=True))
-            out += _experts(x, i, m.num_experts,
-                            (("up_proj", (m.expert_intermediate_size, d_in), "expert_column"),
-                             ("down_proj", (d_in, m.expert_intermediate_size), "expert_row")))
-            if m.shared_intermediate_size:
-                s = m.shared_intermediate_size
-                out += [_lin(f"{x}.shared_experts.up_proj.weight", s, h, "shared_expert", i,
+                out += [_vec(f"{x}.shared_experts.up_proj.bias", s, "shared_expert", i,
                              "column"),
-                        _lin(f"{x}.shared_experts.down_proj.weight", h, s, "shared_expert", i,
-                             "row")]
-                if spec.mlp_bias:
-                    out += [_vec(f"{x}.shared_experts.up_proj.bias", s, "shared_expert", i,
-                                 "column"),
-                            _vec(f"{x}.shared_experts.down_proj.bias", h, "shared_expert", i)]
-            if latent:
-                out += [_lin(f"{x}.fc1_latent_proj.weight", latent, h, "mlp", i, "replicated"),
-                        _lin(f"{x}.fc2_latent_proj.weight", h, latent, "mlp", i, "replicated")]
-                if spec.mlp_bias:
-                    out += [_vec(f"{x}.fc1_latent_proj.bias", latent, "mlp", i),
-                            _vec(f"{x}.fc2_latent_proj.bias", h, "mlp", i)]
-    out.append(_vec(f"{p}.norm_f.weight", h, "norm", None))
-    if not spec.tie_word_embeddings:
-        out.append(TensorGroup(f"{spec.lm_head_name}.weight", (v, h), "lm_head", None, "vocab",
-                               linear=True))
+                        _vec(f"{x}.shared_experts.down_proj.bias", h, "shared_expert", i)]
+        if latent:
+            out += [_lin(f"{x}.fc1_latent_proj.weight", latent, h, "mlp", i, "replicated"),
+                    _lin(f"{x}.fc2_latent_proj.weight", h, latent, "mlp", i, "replicated")]
+            if spec.mlp_bias:
+                out += [_vec(f"{x}.fc1_latent_proj.bias", latent, "mlp", i),
+                        _vec(f"{x}.fc2_latent_proj.bias", h, "mlp", i)]
     return out
+
+
+def _nemotron_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    return decoder_tensors(spec, _nemotron_layer, embed_name="embeddings", final_norm="norm_f")
 
 
 def _qkvo(x: str, i: int, h: int, a: AttentionSpec, bias: bool = False,
@@ -342,35 +339,32 @@ def _mamba1(x: str, i: int, h: int, mb: MambaSpec, *, inner_norms: bool) -> list
     return out
 
 
-def _jamba_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    h, v, p = spec.hidden_size, spec.vocab_size, spec.prefix
-    out = [TensorGroup(f"{p}.embed_tokens.weight", (v, h), "embedding", None, "vocab")]
-    for layer in spec.layers:
-        i, a, m = layer.index, layer.attention, layer.mlp
-        lp = f"{p}.layers.{i}"
-        if a.mamba is not None:
-            out += _mamba1(f"{lp}.mamba", i, h, a.mamba, inner_norms=True)
-        else:
-            out += _qkvo(f"{lp}.self_attn", i, h, a)
-        out += [_vec(f"{lp}.input_layernorm.weight", h, "norm", i),
-                _vec(f"{lp}.pre_ff_layernorm.weight", h, "norm", i)]
-        fp = f"{lp}.feed_forward"
-        if m.kind == "moe":
-            e, inter = m.num_experts, m.expert_intermediate_size
-            out.append(_lin(f"{fp}.router.weight", e, h, "router", i, "replicated"))
-            out += _experts(fp, i, e, (("gate_proj", (inter, h), "expert_column"),
-                                       ("up_proj", (inter, h), "expert_column"),
-                                       ("down_proj", (h, inter), "expert_row")))
-        else:
-            inter = m.intermediate_size
-            out += [_lin(f"{fp}.gate_proj.weight", inter, h, "mlp", i, "column"),
-                    _lin(f"{fp}.up_proj.weight", inter, h, "mlp", i, "column"),
-                    _lin(f"{fp}.down_proj.weight", h, inter, "mlp", i, "row")]
-    out.append(_vec(f"{p}.final_layernorm.weight", h, "norm", None))
-    if not spec.tie_word_embeddings:
-        out.append(TensorGroup(f"{spec.lm_head_name}.weight", (v, h), "lm_head", None, "vocab",
-                               linear=True))
+def _jamba_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]:
+    h, i, a, m = spec.hidden_size, layer.index, layer.attention, layer.mlp
+    out: list[TensorGroup] = []
+    if a.mamba is not None:
+        out += _mamba1(f"{lp}.mamba", i, h, a.mamba, inner_norms=True)
+    else:
+        out += _qkvo(f"{lp}.self_attn", i, h, a)
+    out += [_vec(f"{lp}.input_layernorm.weight", h, "norm", i),
+            _vec(f"{lp}.pre_ff_layernorm.weight", h, "norm", i)]
+    fp = f"{lp}.feed_forward"
+    if m.kind == "moe":
+        e, inter = m.num_experts, m.expert_intermediate_size
+        out.append(_lin(f"{fp}.router.weight", e, h, "router", i, "replicated"))
+        out += _experts(fp, i, e, (("gate_proj", (inter, h), "expert_column"),
+                                   ("up_proj", (inter, h), "expert_column"),
+                                   ("down_proj", (h, inter), "expert_row")))
+    else:
+        inter = m.intermediate_size
+        out += [_lin(f"{fp}.gate_proj.weight", inter, h, "mlp", i, "column"),
+                _lin(f"{fp}.up_proj.weight", inter, h, "mlp", i, "column"),
+                _lin(f"{fp}.down_proj.weight", h, inter, "mlp", i, "row")]
     return out
+
+
+def _jamba_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    return decoder_tensors(spec, _jamba_layer, final_norm="final_layernorm")
 
 
 # ------------------------------------------------------------------------------ granite-4.0-h
@@ -439,38 +433,35 @@ def _granite_spec(cfg: Mapping[str, Any], model_id: str,
                            family="granitemoehybrid", layer_fn=layer)
 
 
-def _granite_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    h, v, p = spec.hidden_size, spec.vocab_size, spec.prefix
-    out = [TensorGroup(f"{p}.embed_tokens.weight", (v, h), "embedding", None, "vocab")]
-    for layer in spec.layers:
-        i, a, m = layer.index, layer.attention, layer.mlp
-        lp = f"{p}.layers.{i}"
-        if a.mamba is not None:
-            out += _mamba2(f"{lp}.mamba", i, h, a.mamba, norm=True)
-        else:
-            out += _qkvo(f"{lp}.self_attn", i, h, a, bias=spec.attention_bias,
-                         out_bias=spec.attention_bias)
-        out += [_vec(f"{lp}.input_layernorm.weight", h, "norm", i),
-                _vec(f"{lp}.post_attention_layernorm.weight", h, "norm", i)]
-        s = m.shared_intermediate_size if m.kind == "moe" else m.intermediate_size
-        if m.kind == "moe":
-            e, inter = m.num_experts, m.expert_intermediate_size
-            bp = f"{lp}.block_sparse_moe"
-            out.append(_lin(f"{bp}.router.layer.weight", e, h, "router", i, "replicated"))
-            out.append(TensorGroup(f"{bp}.input_linear.weight", (e, 2 * inter, h),
-                                   "routed_expert", i, "expert_column", linear=True,
-                                   stacked_experts=e))
-            out.append(TensorGroup(f"{bp}.output_linear.weight", (e, h, inter),
-                                   "routed_expert", i, "expert_row", linear=True,
-                                   stacked_experts=e))
-        role: Role = "shared_expert" if m.kind == "moe" else "mlp"
-        out += [_lin(f"{lp}.shared_mlp.input_linear.weight", 2 * s, h, role, i, "column"),
-                _lin(f"{lp}.shared_mlp.output_linear.weight", h, s, role, i, "row")]
-    out.append(_vec(f"{p}.norm.weight", h, "norm", None))
-    if not spec.tie_word_embeddings:
-        out.append(TensorGroup(f"{spec.lm_head_name}.weight", (v, h), "lm_head", None, "vocab",
-                               linear=True))
+def _granite_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]:
+    h, i, a, m = spec.hidden_size, layer.index, layer.attention, layer.mlp
+    out: list[TensorGroup] = []
+    if a.mamba is not None:
+        out += _mamba2(f"{lp}.mamba", i, h, a.mamba, norm=True)
+    else:
+        out += _qkvo(f"{lp}.self_attn", i, h, a, bias=spec.attention_bias,
+                     out_bias=spec.attention_bias)
+    out += [_vec(f"{lp}.input_layernorm.weight", h, "norm", i),
+            _vec(f"{lp}.post_attention_layernorm.weight", h, "norm", i)]
+    s = m.shared_intermediate_size if m.kind == "moe" else m.intermediate_size
+    if m.kind == "moe":
+        e, inter = m.num_experts, m.expert_intermediate_size
+        bp = f"{lp}.block_sparse_moe"
+        out.append(_lin(f"{bp}.router.layer.weight", e, h, "router", i, "replicated"))
+        out.append(TensorGroup(f"{bp}.input_linear.weight", (e, 2 * inter, h),
+                               "routed_expert", i, "expert_column", linear=True,
+                               stacked_experts=e))
+        out.append(TensorGroup(f"{bp}.output_linear.weight", (e, h, inter),
+                               "routed_expert", i, "expert_row", linear=True,
+                               stacked_experts=e))
+    role: Role = "shared_expert" if m.kind == "moe" else "mlp"
+    out += [_lin(f"{lp}.shared_mlp.input_linear.weight", 2 * s, h, role, i, "column"),
+            _lin(f"{lp}.shared_mlp.output_linear.weight", h, s, role, i, "row")]
     return out
+
+
+def _granite_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    return decoder_tensors(spec, _granite_layer)
 
 
 # ------------------------------------------------------------------------------ Falcon-H1
@@ -499,40 +490,37 @@ def _falcon_spec(cfg: Mapping[str, Any], model_id: str,
     return replace(spec, family_params=tuple(sorted(params.items())))
 
 
-def _falcon_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    h, v, p = spec.hidden_size, spec.vocab_size, spec.prefix
-    out = [TensorGroup(f"{p}.embed_tokens.weight", (v, h), "embedding", None, "vocab")]
+def _falcon_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]:
+    h, i, a, m = spec.hidden_size, layer.index, layer.attention, layer.mlp
     norm = bool(spec.param("mamba_rms_norm", False))
     proj_bias = bool(spec.param("projectors_bias", False))
-    for layer in spec.layers:
-        i, a, m = layer.index, layer.attention, layer.mlp
-        lp = f"{p}.layers.{i}"
-        out += _qkvo(f"{lp}.self_attn", i, h, a, bias=spec.attention_bias,
-                     out_bias=spec.attention_bias)
-        assert a.mamba is not None
-        mixer = _mamba2(f"{lp}.mamba", i, h, replace(a.mamba, proj_bias=False), norm=norm)
-        if a.mamba.proj_bias:
-            mixer.append(_vec(f"{lp}.mamba.in_proj.bias", a.mamba.d_inner * 2 + 2 *
-                              a.mamba.n_groups * a.mamba.d_state + a.mamba.num_heads,
-                              "attention", i, "column"))
-        if proj_bias:
-            mixer.append(_vec(f"{lp}.mamba.out_proj.bias", h, "attention", i))
-        out += mixer
-        fp = f"{lp}.feed_forward"
-        out += [_lin(f"{fp}.gate_proj.weight", m.intermediate_size, h, "mlp", i, "column"),
-                _lin(f"{fp}.up_proj.weight", m.intermediate_size, h, "mlp", i, "column"),
-                _lin(f"{fp}.down_proj.weight", h, m.intermediate_size, "mlp", i, "row")]
-        if spec.mlp_bias:
-            out += [_vec(f"{fp}.gate_proj.bias", m.intermediate_size, "mlp", i, "column"),
-                    _vec(f"{fp}.up_proj.bias", m.intermediate_size, "mlp", i, "column"),
-                    _vec(f"{fp}.down_proj.bias", h, "mlp", i)]
-        out += [_vec(f"{lp}.input_layernorm.weight", h, "norm", i),
-                _vec(f"{lp}.pre_ff_layernorm.weight", h, "norm", i)]
-    out.append(_vec(f"{p}.final_layernorm.weight", h, "norm", None))
-    if not spec.tie_word_embeddings:
-        out.append(TensorGroup(f"{spec.lm_head_name}.weight", (v, h), "lm_head", None, "vocab",
-                               linear=True))
+    out: list[TensorGroup] = []
+    out += _qkvo(f"{lp}.self_attn", i, h, a, bias=spec.attention_bias,
+                 out_bias=spec.attention_bias)
+    assert a.mamba is not None
+    mixer = _mamba2(f"{lp}.mamba", i, h, replace(a.mamba, proj_bias=False), norm=norm)
+    if a.mamba.proj_bias:
+        mixer.append(_vec(f"{lp}.mamba.in_proj.bias", a.mamba.d_inner * 2 + 2 *
+                          a.mamba.n_groups * a.mamba.d_state + a.mamba.num_heads,
+                          "attention", i, "column"))
+    if proj_bias:
+        mixer.append(_vec(f"{lp}.mamba.out_proj.bias", h, "attention", i))
+    out += mixer
+    fp = f"{lp}.feed_forward"
+    out += [_lin(f"{fp}.gate_proj.weight", m.intermediate_size, h, "mlp", i, "column"),
+            _lin(f"{fp}.up_proj.weight", m.intermediate_size, h, "mlp", i, "column"),
+            _lin(f"{fp}.down_proj.weight", h, m.intermediate_size, "mlp", i, "row")]
+    if spec.mlp_bias:
+        out += [_vec(f"{fp}.gate_proj.bias", m.intermediate_size, "mlp", i, "column"),
+                _vec(f"{fp}.up_proj.bias", m.intermediate_size, "mlp", i, "column"),
+                _vec(f"{fp}.down_proj.bias", h, "mlp", i)]
+    out += [_vec(f"{lp}.input_layernorm.weight", h, "norm", i),
+            _vec(f"{lp}.pre_ff_layernorm.weight", h, "norm", i)]
     return out
+
+
+def _falcon_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    return decoder_tensors(spec, _falcon_layer, final_norm="final_layernorm")
 
 
 # ------------------------------------------------------------------------------ LFM2
@@ -585,40 +573,37 @@ def _lfm2_spec(cfg: Mapping[str, Any], model_id: str,
                            layer_fn=layer)
 
 
-def _lfm2_tensors(spec: ModelSpec) -> list[TensorGroup]:
-    h, v, p = spec.hidden_size, spec.vocab_size, spec.prefix
-    out = [TensorGroup(f"{p}.embed_tokens.weight", (v, h), "embedding", None, "vocab")]
-    for layer in spec.layers:
-        i, a, m = layer.index, layer.attention, layer.mlp
-        lp = f"{p}.layers.{i}"
-        if a.mamba is not None:
-            cp, bias = f"{lp}.conv", a.mamba.conv_bias
-            out += [TensorGroup(f"{cp}.conv.weight", (h, 1, a.mamba.conv_kernel), "attention", i,
-                                "column"),
-                    _lin(f"{cp}.in_proj.weight", 3 * h, h, "attention", i, "column"),
-                    _lin(f"{cp}.out_proj.weight", h, h, "attention", i, "row")]
-            if bias:
-                out += [_vec(f"{cp}.conv.bias", h, "attention", i, "column"),
-                        _vec(f"{cp}.in_proj.bias", 3 * h, "attention", i, "column"),
-                        _vec(f"{cp}.out_proj.bias", h, "attention", i)]
-        else:
-            sp = f"{lp}.self_attn"
-            qkvo = _qkvo(sp, i, h, a)
-            qkvo[-1] = _lin(f"{sp}.out_proj.weight", h, a.num_heads * a.v_head_dim, "attention",
-                            i, "row")
-            out += qkvo + [_vec(f"{sp}.q_layernorm.weight", a.head_dim, "norm", i),
-                           _vec(f"{sp}.k_layernorm.weight", a.head_dim, "norm", i)]
-        fp = f"{lp}.feed_forward"
-        out += [_lin(f"{fp}.w1.weight", m.intermediate_size, h, "mlp", i, "column"),
-                _lin(f"{fp}.w3.weight", m.intermediate_size, h, "mlp", i, "column"),
-                _lin(f"{fp}.w2.weight", h, m.intermediate_size, "mlp", i, "row"),
-                _vec(f"{lp}.operator_norm.weight", h, "norm", i),
-                _vec(f"{lp}.ffn_norm.weight", h, "norm", i)]
-    out.append(_vec(f"{p}.embedding_norm.weight", h, "norm", None))
-    if not spec.tie_word_embeddings:
-        out.append(TensorGroup(f"{spec.lm_head_name}.weight", (v, h), "lm_head", None, "vocab",
-                               linear=True))
+def _lfm2_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]:
+    h, i, a, m = spec.hidden_size, layer.index, layer.attention, layer.mlp
+    out: list[TensorGroup] = []
+    if a.mamba is not None:
+        cp, bias = f"{lp}.conv", a.mamba.conv_bias
+        out += [TensorGroup(f"{cp}.conv.weight", (h, 1, a.mamba.conv_kernel), "attention", i,
+                            "column"),
+                _lin(f"{cp}.in_proj.weight", 3 * h, h, "attention", i, "column"),
+                _lin(f"{cp}.out_proj.weight", h, h, "attention", i, "row")]
+        if bias:
+            out += [_vec(f"{cp}.conv.bias", h, "attention", i, "column"),
+                    _vec(f"{cp}.in_proj.bias", 3 * h, "attention", i, "column"),
+                    _vec(f"{cp}.out_proj.bias", h, "attention", i)]
+    else:
+        sp = f"{lp}.self_attn"
+        qkvo = _qkvo(sp, i, h, a)
+        qkvo[-1] = _lin(f"{sp}.out_proj.weight", h, a.num_heads * a.v_head_dim, "attention",
+                        i, "row")
+        out += qkvo + [_vec(f"{sp}.q_layernorm.weight", a.head_dim, "norm", i),
+                       _vec(f"{sp}.k_layernorm.weight", a.head_dim, "norm", i)]
+    fp = f"{lp}.feed_forward"
+    out += [_lin(f"{fp}.w1.weight", m.intermediate_size, h, "mlp", i, "column"),
+            _lin(f"{fp}.w3.weight", m.intermediate_size, h, "mlp", i, "column"),
+            _lin(f"{fp}.w2.weight", h, m.intermediate_size, "mlp", i, "row"),
+            _vec(f"{lp}.operator_norm.weight", h, "norm", i),
+            _vec(f"{lp}.ffn_norm.weight", h, "norm", i)]
     return out
+
+
+def _lfm2_tensors(spec: ModelSpec) -> list[TensorGroup]:
+    return decoder_tensors(spec, _lfm2_layer, final_norm="embedding_norm")
 
 
 # ------------------------------------------------------------------------------ dispatch
