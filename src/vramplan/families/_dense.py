@@ -10,11 +10,29 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from vramplan.errors import ConfigError
 from vramplan.inventory import TensorGroup, _vec
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
 
 LayerTensors = Callable[[ModelSpec, str, LayerSpec], list[TensorGroup]]
+
+
+def read_layer_types(text: Mapping[str, Any], n_layers: int) -> list[str] | None:
+    """``layer_types`` as written (``full_attention`` / ``sliding_attention`` per layer), or None
+    when the config omits it (the family then takes its class default); a wrong length or an
+    unknown type is a one-line ConfigError."""
+    types = text.get("layer_types")
+    if types is None:
+        return None
+    if not isinstance(types, list) or len(types) != n_layers:
+        raise ConfigError("config.json layer_types", f"must list {n_layers} layer types",
+                          "make layer_types as long as num_hidden_layers")
+    for t in types:
+        if t not in ("full_attention", "sliding_attention"):
+            raise ConfigError("config.json layer_types", f"unknown layer type {t!r}",
+                              "use full_attention or sliding_attention")
+    return [str(t) for t in types]
 
 
 def dense_spec(cfg: Mapping[str, Any], model_id: str, extra_quant: Mapping[str, Any] | None, *,

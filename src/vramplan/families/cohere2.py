@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vramplan.errors import ConfigError
-from vramplan.families._dense import decoder_tensors, dense_spec, with_defaults
+from vramplan.families._dense import decoder_tensors, dense_spec, read_layer_types, with_defaults
 from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _vec
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
@@ -34,17 +33,12 @@ _DEFAULTS: dict[str, object] = {"tie_word_embeddings": True, "max_position_embed
 
 def layer_types(text: Mapping[str, Any], n_layers: int) -> list[str]:
     """``layer_types`` as written, else Cohere2Config's default from ``sliding_window_pattern``."""
-    types = text.get("layer_types")
+    types = read_layer_types(text, n_layers)
     if types is None:
         pattern = hf_config.read_int(text, "sliding_window_pattern", 4)
         return ["sliding_attention" if (i + 1) % pattern else "full_attention"
                 for i in range(n_layers)]
-    if not isinstance(types, list) or len(types) != n_layers or any(
-            t not in ("full_attention", "sliding_attention") for t in types):
-        raise ConfigError("config.json layer_types",
-                          f"must list {n_layers} of full_attention / sliding_attention",
-                          "fix layer_types in config.json")
-    return [str(t) for t in types]
+    return types
 
 
 def spec(cfg: Mapping[str, Any], model_id: str,

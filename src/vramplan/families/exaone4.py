@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vramplan.errors import ConfigError
-from vramplan.families._dense import decoder_tensors, dense_spec, with_defaults
+from vramplan.families._dense import decoder_tensors, dense_spec, read_layer_types, with_defaults
 from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _vec
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
@@ -36,14 +36,9 @@ _DEFAULTS: dict[str, object] = {"tie_word_embeddings": False, "max_position_embe
 def layer_types(text: Mapping[str, Any], n_layers: int, window: int | None) -> tuple[list[str],
                                                                                      list[str]]:
     """Per-layer types and notes (see the module docstring)."""
-    types = text.get("layer_types")
+    types = read_layer_types(text, n_layers)
     if types is not None:
-        if not isinstance(types, list) or len(types) != n_layers or any(
-                t not in ("full_attention", "sliding_attention") for t in types):
-            raise ConfigError("config.json layer_types",
-                              f"must list {n_layers} of full_attention / sliding_attention",
-                              "fix layer_types in config.json")
-        return [str(t) for t in types], []
+        return types, []
     if window is None:
         return ["full_attention"] * n_layers, []
     pattern = text.get("sliding_window_pattern", 4)

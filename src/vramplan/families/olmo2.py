@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vramplan.errors import ConfigError
-from vramplan.families._dense import decoder_tensors, dense_spec, with_defaults
+from vramplan.families._dense import decoder_tensors, dense_spec, read_layer_types, with_defaults
 from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _vec
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
@@ -43,18 +43,11 @@ _DEFAULTS: dict[str, dict[str, object]] = {
 def olmo3_layer_types(text: Mapping[str, Any], n_layers: int) -> list[str]:
     """Olmo3Config.__post_init__: ``sliding_attention if (i + 1) % 4 != 0 else full_attention``
     when ``layer_types`` is omitted."""
-    types = text.get("layer_types")
+    types = read_layer_types(text, n_layers)
     if types is None:
         return ["sliding_attention" if (i + 1) % 4 != 0 else "full_attention"
                 for i in range(n_layers)]
-    if not isinstance(types, list) or len(types) != n_layers:
-        raise ConfigError("config.json layer_types", f"must list {n_layers} layer types",
-                          "make layer_types as long as num_hidden_layers")
-    for t in types:
-        if t not in ("full_attention", "sliding_attention"):
-            raise ConfigError("config.json layer_types", f"unknown layer type {t!r}",
-                              "use full_attention or sliding_attention")
-    return [str(t) for t in types]
+    return types
 
 
 def spec(cfg: Mapping[str, Any], model_id: str,

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vramplan.errors import ConfigError
-from vramplan.families._dense import decoder_tensors, with_defaults
+from vramplan.families._dense import decoder_tensors, read_layer_types, with_defaults
 from vramplan.inventory import TensorGroup, _layer
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
@@ -46,18 +46,12 @@ def layer_kinds(text: Mapping[str, Any], n_layers: int) -> tuple[list[AttnKind],
                           "layers", "make it as long as num_hidden_layers")
     use_sw = bool(text.get("use_sliding_window", False))
     window = hf_config.read_opt_int(text, "sliding_window")
-    types = text.get("layer_types")
+    types = read_layer_types(text, n_layers)
     if types is None:
         types = ["sliding_attention" if use_sw and window is not None and not rope[i]
                  else "full_attention" for i in range(n_layers)]
-    if not isinstance(types, list) or len(types) != n_layers:
-        raise ConfigError("config.json layer_types", f"must list {n_layers} layer types",
-                          "make layer_types as long as num_hidden_layers")
     kinds: list[AttnKind] = []
     for t in types:
-        if t not in ("full_attention", "sliding_attention"):
-            raise ConfigError("config.json layer_types", f"unknown layer type {t!r}",
-                              "use full_attention or sliding_attention")
         sliding = t == "sliding_attention" and use_sw and window is not None
         kinds.append("sliding" if sliding else "full")
     if "sliding_attention" in types and "sliding" not in kinds:
