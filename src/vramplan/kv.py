@@ -284,11 +284,15 @@ def compressed_entry_bytes(attn: AttentionSpec, kv_dtype: str) -> int:
     return row_bytes(attn.compressed_dim, kv_dtype)
 
 
+def compressed_entries(context_tokens: int, compress_rate: int) -> int:
+    """Compressed entries one sequence holds: ceil(context / compress_rate) (0 without one)."""
+    return -(-context_tokens // compress_rate) if compress_rate else 0
+
+
 def compressed_bytes(attn: AttentionSpec, kv_dtype: str, context_tokens: int) -> int:
-    """ceil(context / compress_rate) x ``compressed_entry_bytes`` for one sequence."""
-    if not attn.compress_rate:
-        return 0
-    return -(-context_tokens // attn.compress_rate) * compressed_entry_bytes(attn, kv_dtype)
+    """``compressed_entries`` x ``compressed_entry_bytes`` for one sequence."""
+    return compressed_entries(context_tokens, attn.compress_rate) * \
+        compressed_entry_bytes(attn, kv_dtype)
 
 
 def compressed_bytes_per_token(attn: AttentionSpec, kv_dtype: str) -> int:
@@ -299,8 +303,10 @@ def compressed_bytes_per_token(attn: AttentionSpec, kv_dtype: str) -> int:
 
 
 @lru_cache(maxsize=512)
-def _layer_table(spec: ModelSpec, kv_dtype: str, tp: int) -> tuple[tuple[int, int, int, int], ...]:
-    """Per layer: (index, bytes/token, window cap or 0, constant state bytes), cached."""
+def _layer_table(spec: ModelSpec, kv_dtype: str,
+                 tp: int) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """Per layer: (index, bytes/token, window cap or 0, constant state bytes, compress rate or 0,
+    bytes per compressed entry), cached."""
     conv_dt, ssm_dt = state_dtypes(spec)
     out = []
     for layer in spec.layers:
@@ -308,27 +314,27 @@ def _layer_table(spec: ModelSpec, kv_dtype: str, tp: int) -> tuple[tuple[int, in
         state = linear_state_bytes(a, conv_dt, tp, ssm_dt)
         if a.kind == "cross":
             out.append((layer.index, 0, 0, layer_bytes_per_token(a, kv_dtype, tp) *
-                        a.encoder_tokens))
+                        a.encoder_tokens, 0, 0))
             continue
         cap = a.window_tokens if a.kind in ("sliding", "chunked") and a.window_tokens else 0
-        out.append((layer.index, layer_bytes_per_token(a, kv_dtype, tp), cap or 0, state))
+        out.append((layer.index, layer_bytes_per_token(a, kv_dtype, tp), cap or 0, state,
+                    a.compress_rate, compressed_entry_bytes(a, kv_dtype)))
     return tuple(out)
 
 
 def kv_cache_bytes(spec: ModelSpec, context_tokens: int, sequences: int, kv_dtype: str,
                    tp: int = 1, layers: range | None = None) -> int:
-    """Total KV bytes: Σ_layers bytes_per_token(layer) * min(context, window) * sequences + states.
+    """Total KV bytes: Σ_layers bytes_per_token(layer) * min(context, window) * sequences + states
+    (+ DeepSeek-V4's ceil(context / compress_rate) compressed entries, ``compressed_bytes``).
 
     ``layers`` restricts the sum to one pipeline stage. Assumes no prefix sharing and every
     sequence at ``context_tokens``.
     """
     total = 0
-    for idx, per_tok, cap, state in _layer_table(spec, kv_dtype, tp):
+    for idx, per_tok, cap, state, rate, entry in _layer_table(spec, kv_dtype, tp):
         if layers is not None and idx not in layers:
             continue
         tokens = min(context_tokens, cap) if cap else context_tokens
-        total += (per_tok * tokens + state) * sequences
-    for layer in spec.layers:  # DeepSeek-V4 compressed entries grow with the whole context
-        if layer.attention.compress_rate and (layers is None or layer.index in layers):
-            total += compressed_bytes(layer.attention, kv_dtype, context_tokens) * sequences
+        comp = compressed_entries(context_tokens, rate) * entry
+        total += (per_tok * tokens + state + comp) * sequences
     return total

@@ -478,6 +478,7 @@ def generic_spec(cfg: Mapping[str, Any], model_id: str = "local",
         notes.append("vision_config absent: transformers builds Llama4VisionConfig's default tower "
                      "(768 wide, 34 layers) for Llama4ForConditionalGeneration; counted as such")
 
+    qkv_bias, out_bias = attention_biases(text, model_type)
     spec = ModelSpec(
         model_id=model_id,
         model_type=model_type,
@@ -489,8 +490,8 @@ def generic_spec(cfg: Mapping[str, Any], model_id: str = "local",
         tie_word_embeddings=tie,
         max_position_embeddings=max_pos,
         torch_dtype=_dtype(text if ("torch_dtype" in text or "dtype" in text) else cfg),
-        attention_bias=attention_biases(text, model_type)[0],
-        attention_out_bias=attention_biases(text, model_type)[1],
+        attention_bias=qkv_bias,
+        attention_out_bias=out_bias,
         qk_norm=model_type in ("qwen3", "qwen3_moe", "qwen3_next")
         or (model_type == "glm4_moe" and bool(text.get("use_qk_norm", False))),
         mlp_bias=mlp_bias(text, model_type),
