@@ -150,16 +150,14 @@ def _sums(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, tp: int) -> _
     kv: dict[int | None, int] = {}
     width: dict[int | None, float] = {}
     state = 0
+    conv_dt, ssm_dt = state_dtypes(spec)  # recurrent state at the engines' state dtypes
     for layer in spec.layers:
         if layer.index not in want:
             continue
         a = layer.attention
-        if has_state(a):  # recurrent state at the engines' state dtypes (kv.state_dtypes)
-            conv_dt, ssm_dt = state_dtypes(spec)
+        if has_state(a):
             state += linear_state_bytes(a, conv_dt, tp, ssm_dt)
-        if a.kind == "linear":
-            continue
-        if a.kind == "none":
+        if a.kind in ("linear", "none"):
             continue
         if a.kind == "cross":
             state += layer_bytes_per_token(a, kv_dtype, tp) * a.encoder_tokens

@@ -326,13 +326,9 @@ def spec_from_config(cfg: Mapping[str, Any], model_id: str = "local",
                      "activations are APPROXIMATE (read as a plain decoder)")
         return generic_spec(_strip_structure(cfg, left), model_id, extra_quant,
                             model_type=model_type, family="llama", notes=notes)
-    if module is not None:
-        spec = module.spec(cfg, model_id, extra_quant)
-        assert isinstance(spec, ModelSpec)
-        check_mlp_layer_types(text, spec)
-        check_experts_read(text, spec)
-        return spec
-    spec = generic_spec(cfg, model_id, extra_quant)
+    spec = module.spec(cfg, model_id, extra_quant) if module is not None else \
+        generic_spec(cfg, model_id, extra_quant)
+    assert isinstance(spec, ModelSpec)
     check_mlp_layer_types(text, spec)
     check_experts_read(text, spec)
     return spec
