@@ -11,8 +11,8 @@ Per token and layer:
 Sliding-window layers hold at most ``window`` tokens, chunked-local layers at most one chunk.
 A layer with ``attention.mamba`` keeps that state whatever its kind (Falcon-H1 runs attention
 and Mamba-2 side by side, so its layers have both a per-token cache and a state).
-A layer that reads another layer's cache (``AttentionSpec.kv_shared_with``, Gemma-3n; read with
-``shares_kv`` so this module also runs on a spec without that field) stores nothing.
+A layer that reads another layer's cache (``AttentionSpec.kv_shared_with``, Gemma-3n/4;
+``shares_kv``) stores nothing.
 Sources: vllm/v1/kv_cache_interface.py (AttentionSpec.page_size_bytes, MLAAttentionSpec,
 SlidingWindowSpec), llama.cpp src/llama-kv-cache.cpp; see docs/ARCHITECTURE.md.
 """
@@ -109,7 +109,7 @@ def mla_row_bytes(attn: AttentionSpec, kv_dtype: str) -> int:
 
 def shares_kv(attn: AttentionSpec) -> bool:
     """True for a layer reading another layer's K/V (``kv_shared_with``): it stores none."""
-    return getattr(attn, "kv_shared_with", None) is not None
+    return attn.kv_shared_with is not None
 
 
 def layer_bytes_per_token(attn: AttentionSpec, kv_dtype: str, tp: int = 1) -> int:

@@ -310,7 +310,7 @@ def _layer_kv_specs(spec: ModelSpec, layers: range, kv_dtype: str, tp: int,
         if a.kind in ("linear", "none"):
             continue
         page = block * layer_bytes_per_token(a, kv_dtype, tp)
-        kind = "mla" if a.kind == "mla" else a.kind
+        kind = a.kind
         if kind == "cross":  # CrossAttentionSpec: sized by the encoder tokens
             out.append(LayerKv("cross", page, a.encoder_tokens))
             continue
