@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vramplan.errors import ConfigError
-from vramplan.inventory import TensorGroup, _vec
+from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _vec
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
 
@@ -102,6 +102,22 @@ def composite_tie(cfg: Mapping[str, Any], class_default: bool, text_default: boo
         notes.append(f"tie_word_embeddings absent at the top level: read {tie} from the text "
                      f"config (transformers' {model_type} class default is {class_default})")
     return tie, notes
+
+
+def post_norm_layer(spec: ModelSpec, lp: str, layer: LayerSpec, q_norm: int,
+                    k_norm: int) -> list[TensorGroup]:
+    """A post-norm decoder layer (Olmo2DecoderLayer, Exaone4DecoderLayer, transformers 5.25.0):
+    q/k/v/o, ``self_attn.q_norm [q_norm]`` / ``k_norm [k_norm]`` (full projection width for
+    OLMo-2/3, one head for EXAONE-4), ``post_attention_layernorm`` and
+    ``post_feedforward_layernorm [hidden]`` (no input norm), gated MLP."""
+    i, h = layer.index, spec.hidden_size
+    out = _attention(spec, f"{lp}.self_attn", i, layer.attention, "attention")
+    out += [_vec(f"{lp}.self_attn.q_norm.weight", q_norm, "norm", i),
+            _vec(f"{lp}.self_attn.k_norm.weight", k_norm, "norm", i)]
+    out += [_vec(f"{lp}.{n}.weight", h, "norm", i)
+            for n in ("post_attention_layernorm", "post_feedforward_layernorm")]
+    out += _gated_mlp(f"{lp}.mlp", h, layer.mlp.intermediate_size, "mlp", i)
+    return out
 
 
 def decoder_tensors(spec: ModelSpec, layer_tensors: LayerTensors, *,

@@ -21,8 +21,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from vramplan.errors import ConfigError
-from vramplan.families._dense import decoder_tensors, dense_spec, read_layer_types, with_defaults
-from vramplan.inventory import TensorGroup, _attention, _gated_mlp, _vec
+from vramplan.families._dense import (
+    decoder_tensors,
+    dense_spec,
+    post_norm_layer,
+    read_layer_types,
+    with_defaults,
+)
+from vramplan.inventory import TensorGroup
 from vramplan.model import hf_config
 from vramplan.model.spec import AttnKind, LayerSpec, ModelSpec
 
@@ -100,14 +106,8 @@ def spec(cfg: Mapping[str, Any], model_id: str,
 
 
 def _olmo_layer(spec: ModelSpec, lp: str, layer: LayerSpec) -> list[TensorGroup]:
-    i, h, a = layer.index, spec.hidden_size, layer.attention
-    out = _attention(spec, f"{lp}.self_attn", i, a, "attention")
-    out += [_vec(f"{lp}.self_attn.q_norm.weight", a.num_heads * a.head_dim, "norm", i),
-            _vec(f"{lp}.self_attn.k_norm.weight", a.num_kv_heads * a.head_dim, "norm", i)]
-    out += [_vec(f"{lp}.{n}.weight", h, "norm", i)
-            for n in ("post_attention_layernorm", "post_feedforward_layernorm")]
-    out += _gated_mlp(f"{lp}.mlp", h, layer.mlp.intermediate_size, "mlp", i)
-    return out
+    a = layer.attention
+    return post_norm_layer(spec, lp, layer, a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim)
 
 
 def tensors(spec: ModelSpec) -> tuple[list[TensorGroup], list[TensorGroup]]:
